@@ -597,7 +597,7 @@ class S4DLayer(nn.Module):
             u = u_t.float()
             C, dA, dB = self.kernel.step_parameters(rate)
             state = dA * state.to(torch.complex64) + dB * u[..., None]
-            y = 2 * torch.einsum("chn,bhn->bch", C, state).real  # (B, C, H)
+            y = 2 * (C[None] * state[:, None]).sum(-1).real  # (B, C, H)
             y = self._ssm_output(y[..., None], u[..., None], dtype)[:, 0]
         return y, state
 
