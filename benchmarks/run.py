@@ -5,7 +5,7 @@ median of several repeats taken, so that a change in machine load hits them all 
 per peak-memory figure.
 
     python benchmarks/run.py --out benchmarks/results.json
-    python benchmarks/report.py benchmarks/results.json      # tables in BENCHMARKS.md + benchmarks/block.png
+    python benchmarks/report.py benchmarks/results.json      # tables in benchmarks/BENCHMARKS.md + block.png
 
 Sections (``--sections``):
   block       one S4D block (S4DLayer: SSM convolution + D -> GELU -> Linear -> GLU), H=256, N=64, B=2, for
@@ -36,7 +36,6 @@ import ctypes
 import datetime
 import gc
 import json
-import math
 import os
 import platform
 import re
@@ -356,7 +355,7 @@ def long_section(args) -> dict:
     fit = results["ours_fit"]
     expected = fit["intercept_bytes"] + fit["slope_bytes_per_step"] * LONG_RUN_LENGTH
     if expected > 0.5 * BUDGET_BYTES:
-        results["run"] = {"skipped": f"the fit predicts {expected / GiB:.1f} GiB; not run on a shared machine"}
+        results["run"] = {"L": LONG_RUN_LENGTH, "skipped": f"the fit predicts {expected / GiB:.1f} GiB; not run on a shared machine"}
     else:
         m = measure_peak(dict(kind="block", variant="ours", mode="infer", L=LONG_RUN_LENGTH, H=H, N=N, B=B,
                               threads=args.threads))
@@ -374,6 +373,19 @@ def log(message: str):
     print(message, file=sys.stderr, flush=True)
 
 
+def tiny_op_latency_us(threads: int) -> float:
+    """Median time of a 256-element GELU with ``threads`` intra-op threads (see 'Threads' in BENCHMARKS.md)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    x, samples = torch.randn(1, 1, 256), []
+    for _ in range(30):
+        with Clock() as clock:
+            F.gelu(x)
+        samples.append(clock.wall)
+    torch.set_num_threads(before)
+    return statistics.median(samples) * 1e6
+
+
 def machine() -> dict:
     cpuinfo = Path("/proc/cpuinfo").read_text()
     model = re.search(r"model name\s*:\s*(.*)", cpuinfo)
@@ -383,6 +395,7 @@ def machine() -> dict:
         "mem_total_bytes": int(re.search(r"MemTotal:\s+(\d+)", meminfo).group(1)) * 1024,
         "torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
         "loadavg_start": os.getloadavg(),
+        "tiny_op_us": {"threads_used": tiny_op_latency_us(torch.get_num_threads()), "two_threads": tiny_op_latency_us(2)},
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 
