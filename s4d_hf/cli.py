@@ -10,6 +10,7 @@ import sys
 # sub-command -> (module with ``add_arguments(parser)`` and ``run(args) -> int``, one-line help)
 COMMANDS = {
     "info": ("s4d_hf.cli", "show the installed versions and the registered S4D classes"),
+    "train": ("s4d_hf.train", "fine-tune S4D on audio, image, time-series or text data (Trainer or Accelerate)"),
 }
 
 
