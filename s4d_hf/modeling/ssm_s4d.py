@@ -370,7 +370,8 @@ class S4DLayer(nn.Module):
                 y = y + self._state_contribution(C, log_dA, state, L)
             if return_state:
                 next_state = forward_state(u, log_dA, dB, state)
-            y = self._ssm_output(y, u, dtype)
+        # the D skip and output projection run under the caller's autocast (bf16/fp16 Linear with fp32 weights)
+        y = self._ssm_output(y, u, dtype)
         return y, next_state
 
     def _state_contribution(self, C, log_dA, state, L):
@@ -398,7 +399,7 @@ class S4DLayer(nn.Module):
             C, log_dA, dB = self.kernel.discrete_parameters(rate)
             state = torch.exp(log_dA) * state.to(torch.complex64) + dB * u[..., None]
             y = 2 * torch.einsum("chn,bhn->bch", C, state).real  # (B, C, H)
-            y = self._ssm_output(y[..., None], u[..., None], dtype)[:, 0]
+        y = self._ssm_output(y[..., None], u[..., None], dtype)[:, 0]
         return y, state
 
 
