@@ -254,3 +254,61 @@ def test_metric_modules_are_package_data():
     with open(os.path.join(root, "pyproject.toml"), "rb") as f:
         package_data = tomllib.load(f)["tool"]["setuptools"]["package-data"]
     assert "metrics/*/*.py" in package_data["s4d_hf.training"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Running the command in-process (used by the other test_training_* files)
+# ---------------------------------------------------------------------------------------------------------------
+
+TINY = ["--d-model", "16", "--n-layers", "1", "--d-state", "8", "--logging-steps", "4", "--no-progress"]
+
+
+def train_cli(*args) -> int:
+    """``s4d-hf train ARGS`` in this process, with a fresh accelerate state (it is a per-process singleton)."""
+    from accelerate.state import AcceleratorState
+
+    from s4d_hf import train
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    try:
+        return train.main([str(a) for a in args])
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def logged_losses(folder) -> list[float]:
+    import json
+
+    return [e["loss"] for e in json.loads((folder / "log_history.json").read_text()) if "loss" in e]
+
+
+def model_weights(path) -> dict:
+    from safetensors.numpy import load_file
+
+    return load_file(str(path))
+
+
+def max_weight_difference(a, b) -> float:
+    a, b = model_weights(a), model_weights(b)
+    assert a.keys() == b.keys()
+    return max(float(np.abs(a[k].astype(np.float64) - b[k]).max()) for k in a)
+
+
+def reevaluate_test_split(folder, dataset, task, seed=0) -> dict:
+    """Independent check of a finished run: reload the folder, rebuild the test split from the dataset file with
+    the same seed and normalisation, and recompute the metrics with numpy."""
+    from transformers import AutoModelForSequenceClassification
+
+    import s4d_hf  # noqa: F401  (registers S4D)
+
+    splits, _ = normalize_splits(task, load_dataset_spec(str(dataset), task, seed=seed))
+    model = AutoModelForSequenceClassification.from_pretrained(str(folder)).eval()
+    batch = S4DDataCollator(task)(splits.test)
+    with torch.no_grad():
+        out = model(input_values=batch["input_values"], attention_mask=batch["attention_mask"]).logits
+    labels = batch["labels"].numpy()
+    if task == "time-series-regression":
+        pred = out.numpy().reshape(labels.shape)
+        return {"test_rmse": float(np.sqrt(np.mean((pred.astype(np.float64) - labels) ** 2))), "predictions": pred}
+    loss = torch.nn.functional.cross_entropy(out, batch["labels"]).item()
+    return {"test_accuracy": float((out.argmax(-1).numpy() == labels).mean()), "test_loss": loss}

@@ -118,6 +118,9 @@ def train(job: TrainingJob) -> TrainResult:
 
     def save_checkpoint() -> str:
         path = job.work_dir / f"checkpoint-{state['global_step']}"
+        # the loss summed since the last log line, per process, so that a resumed run logs the same numbers
+        state["running_loss"] = accelerator.gather(running[None]).tolist()
+        state["running_count"] = running_count
         accelerator.save_state(str(path))
         if main:
             (path / "loop_state.json").write_text(json.dumps(state))
@@ -150,7 +153,10 @@ def train(job: TrainingJob) -> TrainResult:
     progress = tqdm(total=total_steps, initial=state["global_step"], disable=a.no_progress or not main,
                     desc="training")
     interrupted = early_stop = False
-    running, running_count, start = torch.zeros((), device=accelerator.device), 0, time.time()
+    running = torch.zeros((), device=accelerator.device)
+    running_count, start = state.get("running_count", 0), time.time()
+    if "running_loss" in state and len(state["running_loss"]) == accelerator.num_processes:
+        running += state["running_loss"][accelerator.process_index]
     model.train()
     job.stop.install()
     try:

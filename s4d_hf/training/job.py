@@ -174,8 +174,9 @@ def build_model(args, task: str, splits: DatasetSplits):
     if args.model is None:
         inputs = dict(vocab_size=BYT5_VOCAB_SIZE, pad_token_id=0, eos_token_id=1) if task == "causal-lm" \
             else dict(input_dim=splits.input_dim)
+        optim = {} if args.ssm_lr is None else {"ssm_lr": args.ssm_lr}
         config = S4DConfig(**inputs, **{k: MODEL_DEFAULTS[k] if v is None else v for k, v in size.items()},
-                           ssm_lr=args.ssm_lr if args.ssm_lr is not None else args.lr, **labels)
+                           **optim, **labels)
         if task == "causal-lm" and config.bidirectional:
             raise ValueError("--bidirectional cannot train a causal language model (it would see the future)")
         return head(config)

@@ -144,8 +144,7 @@ def write_output(job, result) -> Path:
         model = result.model
         if job.task == "time-series-regression":
             fold_target_scale(model, job.target_mean, job.target_std)
-        if job.task == "causal-lm":
-            model.config.use_cache = True  # Trainer sets it to False for training
+        model.config.use_cache = True  # the config default; Trainer sets it to False for training
         model.save_pretrained(str(tmp))
         has_processor = True
         try:

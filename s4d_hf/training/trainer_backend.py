@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 
 from s4d_hf import ssm_parameter_groups
@@ -87,6 +88,7 @@ def training_arguments(job: TrainingJob) -> TrainingArguments:
         remove_unused_columns=False,
         ddp_find_unused_parameters=False,
         dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
     )
 
 
