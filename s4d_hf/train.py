@@ -121,10 +121,10 @@ def run(args: argparse.Namespace) -> int:
     2 bad input (nothing trained), 130 interrupted (a checkpoint was saved; rerun with --resume)."""
     from accelerate import PartialState
 
-    from s4d_hf.training.job import any_process, clear_for_start, prepare_job
+    from s4d_hf.training.job import any_process, clear_for_start, no_accelerator, prepare_job
     from s4d_hf.training.output import write_output
 
-    state = PartialState()  # joins the process group under accelerate launch / torchrun
+    state = PartialState(cpu=no_accelerator())  # joins the process group under accelerate launch / torchrun
     job = error = None
     if not state.is_main_process:  # the main process goes first (it fills any dataset cache)
         state.wait_for_everyone()

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from s4d_hf import ssm_parameter_groups
 
-from .job import TrainingJob, TrainResult, checkpoint_dirs
+from .job import TrainingJob, TrainResult, checkpoint_dirs, no_accelerator
 
 
 class EpochPermutationSampler(Sampler):
@@ -83,7 +83,8 @@ def train(job: TrainingJob) -> TrainResult:
     from transformers import get_cosine_schedule_with_warmup
 
     a = job.args
-    accelerator = Accelerator(gradient_accumulation_steps=a.grad_accum, mixed_precision=a.mixed_precision)
+    accelerator = Accelerator(gradient_accumulation_steps=a.grad_accum, mixed_precision=a.mixed_precision,
+                              cpu=no_accelerator())
     main = accelerator.is_main_process
     model = job.model
     # the DataLoaders get their own generators so that iterating them never draws from the global RNG (dropout)

@@ -107,6 +107,17 @@ class GracefulStop:
         return self.requested
 
 
+def no_accelerator() -> bool:
+    """True on a machine without GPU (or other accelerator). Accelerate must then be told ``cpu=True``, or a
+    multi-process launch (``accelerate launch --multi_gpu``, ``torchrun``) silently runs N separate single-process
+    trainings instead of one gloo data-parallel run."""
+    import torch
+
+    if hasattr(torch, "accelerator"):
+        return not torch.accelerator.is_available()
+    return not torch.cuda.is_available()
+
+
 def any_process(flag: bool) -> bool:
     """The logical OR of ``flag`` over all processes (just ``flag`` without a process group)."""
     import torch.distributed as dist

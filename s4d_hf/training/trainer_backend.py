@@ -15,7 +15,7 @@ from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, Traini
 
 from s4d_hf import ssm_parameter_groups
 
-from .job import TrainingJob, TrainResult
+from .job import TrainingJob, TrainResult, no_accelerator
 
 
 class S4DTrainer(Trainer):
@@ -88,6 +88,7 @@ def training_arguments(job: TrainingJob) -> TrainingArguments:
         remove_unused_columns=False,
         ddp_find_unused_parameters=False,
         dataloader_num_workers=0,
+        use_cpu=no_accelerator(),
         dataloader_pin_memory=torch.cuda.is_available(),
     )
 
