@@ -53,8 +53,9 @@ def save_processor(output_dir: str | os.PathLike, task: str, splits: DatasetSpli
                                         padding_value=0.0, do_normalize=True)
     elif task == "image-classification":
         height, width = splits.image_size
-        processor = S4DImageProcessor(size={"height": height, "width": width}, do_resize=True, do_rescale=True,
-                                      rescale_factor=1 / 255, do_normalize=True,
+        processor = S4DImageProcessor(size={"height": height, "width": width}, do_resize=True,
+                                      do_grayscale=splits.input_dim == 1, do_convert_rgb=splits.input_dim == 3,
+                                      do_rescale=True, rescale_factor=1 / 255, do_normalize=True,
                                       image_mean=[float(v) for v in stats["mean"]],
                                       image_std=[float(v) for v in stats["std"]])
     else:
