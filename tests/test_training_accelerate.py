@@ -105,3 +105,13 @@ def test_causal_lm_on_a_text_file(tmp_path):
     ids = tokenizer("to be", add_special_tokens=False, return_tensors="pt").input_ids
     generated = model.generate(ids, max_new_tokens=5, do_sample=False)
     assert generated.shape == (1, ids.shape[1] + 5) and torch.equal(generated[:, : ids.shape[1]], ids)
+
+
+def test_early_stopping(tmp_path):
+    """lr 0: the eval metric never improves after the first evaluation, so patience 2 stops at the third."""
+    data = make_level_npz(tmp_path / "levels.npz", n=40)
+    out = tmp_path / "out"
+    assert train_cli("--task", TASK, "--dataset", data, "--output-dir", out, "--backend", "accelerate", *TINY,
+                     "--batch-size", 8, "--max-steps", 40, "--eval-steps", 4, "--patience", 2, "--lr", 0,
+                     "--ssm-lr", 0) == 0
+    assert json.loads((out / "all_results.json").read_text())["global_step"] == 12

@@ -82,3 +82,13 @@ def test_causal_lm_gradient_accumulation_matches_a_larger_batch(tmp_path):
     assert results["test_perplexity"] == pytest.approx(2.718281828 ** results["test_loss"], rel=1e-6)
     assert (tmp_path / "big" / "tokenizer_config.json").is_file()
     assert json.loads((tmp_path / "big" / "config.json").read_text())["use_cache"] is True
+
+
+def test_early_stopping(tmp_path):
+    """lr 0: the eval metric never improves after the first evaluation, so patience 2 stops at the third."""
+    data = make_level_npz(tmp_path / "levels.npz", n=40)
+    out = tmp_path / "out"
+    assert train_cli("--task", TASK, "--dataset", data, "--output-dir", out, "--backend", "trainer", *TINY,
+                     "--batch-size", 8, "--max-steps", 40, "--eval-steps", 4, "--patience", 2, "--lr", 0,
+                     "--ssm-lr", 0) == 0
+    assert json.loads((out / "all_results.json").read_text())["global_step"] == 12

@@ -215,8 +215,8 @@ def train(job: TrainingJob) -> TrainResult:
     unwrapped = accelerator.unwrap_model(model)
     if interrupted:
         accelerator.end_training()
-        return TrainResult(interrupted=True, global_step=state["global_step"], model=unwrapped, train_metrics={},
-                           eval_metrics={}, test_metrics={}, log_history=state["log_history"],
+        return TrainResult(interrupted=True, global_step=state["global_step"], model=unwrapped, state_dict=None,
+                           train_metrics={}, eval_metrics={}, test_metrics={}, log_history=state["log_history"],
                            world_size=accelerator.num_processes)
     if state["best_checkpoint"] and (job.work_dir / state["best_checkpoint"]).is_dir():
         accelerator.load_state(str(job.work_dir / state["best_checkpoint"]))  # the selected model
@@ -226,8 +226,9 @@ def train(job: TrainingJob) -> TrainResult:
         state["train_loss_sum"] += float(accelerator.gather(running[None]).mean())
     train_metrics = {"train_loss": state["train_loss_sum"] / max(state["global_step"], 1),
                      "train_runtime": time.time() - start, "epoch": state["epoch"] + state["batches_done"] / len(train_dl)}
+    state_dict = accelerator.get_state_dict(model)  # every process: FSDP/ZeRO-3 gather the full weights
     accelerator.wait_for_everyone()
     accelerator.end_training()
-    return TrainResult(interrupted=False, global_step=state["global_step"], model=unwrapped,
+    return TrainResult(interrupted=False, global_step=state["global_step"], model=unwrapped, state_dict=state_dict,
                        train_metrics=train_metrics, eval_metrics=eval_metrics, test_metrics=test_metrics,
                        log_history=state["log_history"], world_size=accelerator.num_processes)

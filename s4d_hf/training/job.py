@@ -61,7 +61,8 @@ class TrainResult:
 
     interrupted: bool
     global_step: int
-    model: object  # the unwrapped model holding the selected (best) weights
+    model: object  # the unwrapped model (its config; its weights may be sharded under FSDP / DeepSpeed)
+    state_dict: dict | None  # the selected (best) weights, gathered in full on the main process
     train_metrics: dict
     eval_metrics: dict  # "eval_*": the selected model on the eval split
     test_metrics: dict  # "test_*": the selected model on the test split
@@ -244,11 +245,11 @@ def standardize_targets(splits: DatasetSplits) -> tuple[DatasetSplits, np.ndarra
                                test=scale(splits.test)), mean, std
 
 
-def fold_target_scale(model, mean: np.ndarray, std: np.ndarray, inverse: bool = False) -> None:
-    """y = std * (W h + b) + mean  ->  W' = std W, b' = std b + mean (``inverse`` undoes it), in place."""
+def fold_target_scale(W, b, mean: np.ndarray, std: np.ndarray, inverse: bool = False) -> None:
+    """The classifier's weight W (T, H) and bias b (T,), in place: y = std * (W h + b) + mean  ->  W' = std W,
+    b' = std b + mean (``inverse`` undoes it)."""
     import torch
 
-    W, b = model.classifier.weight, model.classifier.bias
     s = torch.as_tensor(std, dtype=W.dtype, device=W.device)
     m = torch.as_tensor(mean, dtype=W.dtype, device=W.device)
     with torch.no_grad():
@@ -289,7 +290,7 @@ def prepare_job(args, is_main: bool = True, command: str = "") -> TrainingJob:
         splits, target_mean, target_std = standardize_targets(splits)
     model = build_model(args, task, raw)
     if task == "time-series-regression" and args.model is not None and not args.reset_head:
-        fold_target_scale(model, target_mean, target_std, inverse=True)
+        fold_target_scale(model.classifier.weight, model.classifier.bias, target_mean, target_std, inverse=True)
     metrics = TaskMetrics(task, num_labels=getattr(model.config, "num_labels", None), target_mean=target_mean,
                           target_std=target_std)
     return TrainingJob(

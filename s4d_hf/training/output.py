@@ -142,11 +142,13 @@ def write_output(job, result) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        model = result.model
-        if job.task == "time-series-regression":
-            fold_target_scale(model, job.target_mean, job.target_std)
+        model, state_dict = result.model, dict(result.state_dict)
+        if job.task == "time-series-regression":  # on copies: the state dict may share the model's tensors
+            W, b = state_dict["classifier.weight"].detach().clone(), state_dict["classifier.bias"].detach().clone()
+            fold_target_scale(W, b, job.target_mean, job.target_std)
+            state_dict.update({"classifier.weight": W, "classifier.bias": b})
         model.config.use_cache = True  # the config default; Trainer sets it to False for training
-        model.save_pretrained(str(tmp))
+        model.save_pretrained(str(tmp), state_dict=state_dict)
         has_processor = True
         try:
             save_processor(tmp, job.task, job.splits, job.norm_stats)
@@ -155,7 +157,7 @@ def write_output(job, result) -> Path:
             print(f"warning: {e}; the output folder has no processor", file=sys.stderr)
         results = {**result.train_metrics, **result.eval_metrics, **result.test_metrics,
                    "global_step": result.global_step, "world_size": result.world_size,
-                   "num_parameters": sum(p.numel() for p in model.parameters()),
+                   "num_parameters": sum(v.numel() for k, v in state_dict.items() if k != "lm_head.weight"),
                    "best_metric_name": job.metrics.best}
         _json(tmp / "all_results.json", results)
         _json(tmp / "eval_results.json", {**result.eval_metrics, **result.test_metrics})

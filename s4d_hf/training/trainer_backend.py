@@ -116,7 +116,7 @@ def train(job: TrainingJob) -> TrainResult:
     history = list(trainer.state.log_history)
     if stop_callback.acted:
         return TrainResult(interrupted=True, global_step=trainer.state.global_step, model=trainer.model,
-                           train_metrics={}, eval_metrics={}, test_metrics={}, log_history=history,
+                           state_dict=None, train_metrics={}, eval_metrics={}, test_metrics={}, log_history=history,
                            world_size=args.world_size)
     eval_metrics = trainer.evaluate()
     test_metrics = trainer.evaluate(job.splits.test, metric_key_prefix="test")
@@ -125,6 +125,7 @@ def train(job: TrainingJob) -> TrainResult:
         for k in [k for k in metrics if k.endswith(("_runtime", "_per_second"))]:
             metrics.pop(k)
     train_metrics = {k: v for k, v in output.metrics.items() if not (isinstance(v, float) and math.isnan(v))}
+    state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped)  # every process: FSDP/ZeRO-3 gather
     return TrainResult(interrupted=False, global_step=trainer.state.global_step, model=trainer.model,
-                       train_metrics=train_metrics, eval_metrics=eval_metrics, test_metrics=test_metrics,
-                       log_history=history, world_size=args.world_size)
+                       state_dict=state_dict, train_metrics=train_metrics, eval_metrics=eval_metrics,
+                       test_metrics=test_metrics, log_history=history, world_size=args.world_size)
