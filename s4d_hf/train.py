@@ -124,6 +124,10 @@ def run(args: argparse.Namespace) -> int:
     from s4d_hf.training.job import any_process, clear_for_start, no_accelerator, prepare_job
     from s4d_hf.training.output import write_output
 
+    if args.no_progress:
+        from transformers.utils import logging
+
+        logging.disable_progress_bar()
     state = PartialState(cpu=no_accelerator())  # joins the process group under accelerate launch / torchrun
     job = error = None
     if not state.is_main_process:  # the main process goes first (it fills any dataset cache)

@@ -44,6 +44,10 @@ def test_accelerate_learns_and_writes_a_hub_ready_folder(reference, capsys):
     assert len(losses) == 4 and losses[-1] < 0.5 * losses[0], losses
     results = json.loads((out / "all_results.json").read_text())
     assert results["world_size"] == 1 and results["global_step"] == 16
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(out))
+    assert results["num_parameters"] == sum(p.numel() for p in model.parameters())
     again = reevaluate_test_split(out, data, TASK)
     assert again["test_accuracy"] == pytest.approx(results["test_accuracy"], abs=1e-9)
     assert again["test_loss"] == pytest.approx(results["test_loss"], rel=1e-4)

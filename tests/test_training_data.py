@@ -235,7 +235,7 @@ def test_local_metric_modules_load_offline_and_match_brute_force(monkeypatch, tm
 
     pred, ref = np.array([0, 1, 1, 2, 2, 2, 0]), np.array([0, 1, 2, 2, 2, 1, 1])
     assert load_metric("accuracy").compute(predictions=pred, references=ref)["accuracy"] == pytest.approx(4 / 7)
-    # per class: F1 = 2TP / (2TP + FP + FN): class 0 (1, 1, 0) -> 2/3, class 1 (1, 1, 2) -> 2/5, class 2 (2, 1, 1) -> 2/3
+    # F1 = 2TP / (2TP + FP + FN) per class, (TP, FP, FN): 0 (1, 1, 0) -> 2/3, 1 (1, 1, 2) -> 2/5, 2 (2, 1, 1) -> 2/3
     f1 = load_metric("f1").compute(predictions=pred, references=ref, num_labels=3)["f1"]
     assert f1 == pytest.approx((2 / 3 + 2 / 5 + 2 / 3) / 3)
     p, r = np.array([1.0, 2.0, 4.0]), np.array([1.5, 2.0, 1.0])

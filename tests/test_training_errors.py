@@ -58,6 +58,12 @@ def test_empty_dataset(tmp_path, capsys):
            match="empty dataset")
 
 
+def test_images_must_be_raw_pixels(tmp_path, capsys):
+    np.savez(tmp_path / "x.npz", X=np.random.default_rng(0).uniform(0, 1, (10, 4, 4)), y=np.arange(10) % 2)
+    refuse(tmp_path, capsys, "--task", "image-classification", "--dataset", tmp_path / "x.npz",
+           match="expects raw pixel values in [0, 255]")
+
+
 def test_nan_inputs(tmp_path, capsys):
     X = np.zeros((10, 8, 1), np.float32)
     X[3, 2] = np.nan

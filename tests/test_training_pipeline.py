@@ -30,7 +30,8 @@ def check_pipeline_reproduces(task, out, results, raw, inputs):
     names = [raw.id2label[ex["labels"]] for ex in raw.test]
     outputs = [classify(x, top_k=len(raw.id2label)) for x in inputs]
     accuracy = float(np.mean([o[0]["label"] == name for o, name in zip(outputs, names)]))
-    loss = float(np.mean([-np.log(next(s["score"] for s in o if s["label"] == name)) for o, name in zip(outputs, names)]))
+    true_scores = [next(s["score"] for s in o if s["label"] == name) for o, name in zip(outputs, names)]
+    loss = float(np.mean(-np.log(true_scores)))
     assert accuracy == pytest.approx(results["test_accuracy"], abs=1e-9)
     assert loss == pytest.approx(results["test_loss"], rel=1e-3)
 

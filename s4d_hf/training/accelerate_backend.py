@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
 import time
 
 import numpy as np
@@ -144,8 +145,7 @@ def train(job: TrainingJob) -> TrainResult:
         if better:
             state["best_metric"] = value
             state["best_checkpoint"] = f"checkpoint-{state['global_step']}"
-        if main:
-            print(f"step {state['global_step']}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
+        log(f"step {state['global_step']}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
         save_checkpoint()
         return bool(a.patience) and state["bad_evals"] >= a.patience
 
@@ -153,6 +153,11 @@ def train(job: TrainingJob) -> TrainResult:
 
     progress = tqdm(total=total_steps, initial=state["global_step"], disable=a.no_progress or not main,
                     desc="training")
+
+    def log(message: str) -> None:  # main process only, above the progress bar, flushed (logs go to files)
+        if main:
+            progress.write(message)
+            sys.stdout.flush()
     interrupted = early_stop = False
     running = torch.zeros((), device=accelerator.device)
     running_count, start = state.get("running_count", 0), time.time()
@@ -190,8 +195,7 @@ def train(job: TrainingJob) -> TrainResult:
                     entry = {"loss": mean_loss, "learning_rate": scheduler.get_last_lr()[0], "step": step,
                              "epoch": state["epoch"] + (i + 1) / len(train_dl)}
                     state["log_history"].append(entry)
-                    if main:
-                        progress.write(f"step {step}: loss={mean_loss:.4g} lr={entry['learning_rate']:.3g}")
+                    log(f"step {step}: loss={mean_loss:.4g} lr={entry['learning_rate']:.3g}")
                 if a.eval_steps and step % a.eval_steps == 0:
                     early_stop = evaluate_and_save()
                 if step >= total_steps or early_stop:
@@ -225,7 +229,8 @@ def train(job: TrainingJob) -> TrainResult:
     if running_count:  # steps after the last logging
         state["train_loss_sum"] += float(accelerator.gather(running[None]).mean())
     train_metrics = {"train_loss": state["train_loss_sum"] / max(state["global_step"], 1),
-                     "train_runtime": time.time() - start, "epoch": state["epoch"] + state["batches_done"] / len(train_dl)}
+                     "train_runtime": time.time() - start,
+                     "epoch": state["epoch"] + state["batches_done"] / len(train_dl)}
     state_dict = accelerator.get_state_dict(model)  # every process: FSDP/ZeRO-3 gather the full weights
     accelerator.wait_for_everyone()
     accelerator.end_training()

@@ -533,8 +533,8 @@ def check_splits(task: str, splits: DatasetSplits, num_labels: int | None = None
                 if regression_shape is None:
                     regression_shape = shape
                 if shape != regression_shape or len(shape) > 1 or not np.all(np.isfinite(y)):
-                    raise ValueError(f"{where}: regression labels must be finite numbers of one shape ({regression_shape}"
-                                     f"); got {y!r}")
+                    raise ValueError(f"{where}: regression labels must be finite numbers of one shape "
+                                     f"({regression_shape}); got {y!r}")
             else:
                 K = num_labels if num_labels is not None else len(splits.id2label or {})
                 if not isinstance(y, (int, np.integer)) or not 0 <= y < K:
@@ -552,6 +552,9 @@ def check_splits(task: str, splits: DatasetSplits, num_labels: int | None = None
         if splits.image_size is None:
             raise ValueError("image-classification needs DatasetSplits.image_size = (height, width)")
         H, W = splits.image_size
+        if max(float(np.max(ex["input_values"])) for ex in splits.train) <= 1.0:
+            raise ValueError("image-classification expects raw pixel values in [0, 255] (the saved image processor "
+                             "rescales by 1/255); the train images are all <= 1: multiply them by 255")
         for name in ("train", "eval", "test"):
             for i, ex in enumerate(getattr(splits, name)):
                 if ex["input_values"].shape[0] != H * W:

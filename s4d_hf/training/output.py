@@ -89,7 +89,13 @@ def write_model_card(folder: str | os.PathLike, *, task: str, dataset: str, spli
     )
     size = (f"d_model={config.d_model}, n_layers={config.n_layers}, d_state={config.d_state}, init={config.init}, "
             f"disc={config.disc}, bidirectional={config.bidirectional}, prenorm={config.prenorm}, norm={config.norm}")
+    if world_size > 1:  # the same arguments, under a launcher
+        command = command.replace("s4d-hf train", f"accelerate launch --multi_gpu --num_processes {world_size} "
+                                  "-m s4d_hf.train", 1)
     rows = "\n".join(f"| {k} | {_fmt(results.get('eval_' + k, ''))} | {_fmt(v)} |" for k, v in test.items())
+    loss_note = ("\nloss: mean squared error on standardised targets ((y - mean) / std of the train split); mse, mae "
+                 "and rmse are in the targets' units.\n" if task == "time-series-regression" else "")
+    auto_class = "AutoModelForCausalLM" if task == "causal-lm" else "AutoModelForSequenceClassification"
     body = f"""
 # {name}
 
@@ -99,12 +105,12 @@ trained for **{task}** on `{dataset_name}` with `s4d-hf train` ({backend} backen
 
 ## Results
 
-Selected checkpoint (best eval {results.get('best_metric_name', '')}), evaluated on the eval and the held-out test split:
+The selected checkpoint (best eval {results.get('best_metric_name', '')}) on the eval and the held-out test split:
 
 | metric | eval | test |
 |---|---|---|
 {rows}
-
+{loss_note}
 ## Data
 
 {splits.description or dataset_name}. Splits: {len(splits.train)} train / {len(splits.eval)} eval /
@@ -121,8 +127,8 @@ Selected checkpoint (best eval {results.get('best_metric_name', '')}), evaluated
 
 ```python
 import s4d_hf  # or trust_remote_code=True without the package
-from transformers import {'AutoModelForCausalLM' if task == 'causal-lm' else 'AutoModelForSequenceClassification'}
-model = {'AutoModelForCausalLM' if task == 'causal-lm' else 'AutoModelForSequenceClassification'}.from_pretrained("{name}")
+from transformers import {auto_class}
+model = {auto_class}.from_pretrained("{name}")
 ```
 {'' if has_processor else chr(10) + '**Note:** this folder has no processor (s4d_hf.processing was not installed '
  'when it was written); inputs must be normalised as in training.' + chr(10)}"""
@@ -148,7 +154,8 @@ def write_output(job, result) -> Path:
             fold_target_scale(W, b, job.target_mean, job.target_std)
             state_dict.update({"classifier.weight": W, "classifier.bias": b})
         model.config.use_cache = True  # the config default; Trainer sets it to False for training
-        model.save_pretrained(str(tmp), state_dict=state_dict)
+        n_parameters = sum(v.numel() for k, v in state_dict.items() if k != "lm_head.weight")  # lm_head is tied
+        model.save_pretrained(str(tmp), state_dict=state_dict)  # (it empties the dict it is given)
         has_processor = True
         try:
             save_processor(tmp, job.task, job.splits, job.norm_stats)
@@ -157,7 +164,7 @@ def write_output(job, result) -> Path:
             print(f"warning: {e}; the output folder has no processor", file=sys.stderr)
         results = {**result.train_metrics, **result.eval_metrics, **result.test_metrics,
                    "global_step": result.global_step, "world_size": result.world_size,
-                   "num_parameters": sum(v.numel() for k, v in state_dict.items() if k != "lm_head.weight"),
+                   "num_parameters": n_parameters,
                    "best_metric_name": job.metrics.best}
         _json(tmp / "all_results.json", results)
         _json(tmp / "eval_results.json", {**result.eval_metrics, **result.test_metrics})
