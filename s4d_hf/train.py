@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         state.wait_for_everyone()
     try:
         job = prepare_job(args, is_main=state.is_main_process, command=_command_line(args))
-    except (ValueError, TypeError, ImportError, FileNotFoundError) as e:
+    except (ValueError, TypeError, ImportError, OSError) as e:  # OSError: e.g. --model is not a saved model
         error = e
     if state.is_main_process:
         state.wait_for_everyone()
