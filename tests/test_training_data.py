@@ -312,3 +312,40 @@ def reevaluate_test_split(folder, dataset, task, seed=0) -> dict:
         return {"test_rmse": float(np.sqrt(np.mean((pred.astype(np.float64) - labels) ** 2))), "predictions": pred}
     loss = torch.nn.functional.cross_entropy(out, batch["labels"]).item()
     return {"test_accuracy": float((out.argmax(-1).numpy() == labels).mean()), "test_loss": loss}
+
+
+def test_builtin_names_dispatch_to_the_datasets_module(monkeypatch, tmp_path):
+    """The agreed interface with s4d_hf.training.datasets: BUILTIN_DATASETS (name -> description) and
+    load_builtin(name, task, seed=0, **options) -> DatasetSplits; --dataset-option KEY=VALUE reaches the loader."""
+    import importlib.machinery
+    import json
+    import sys
+    import types
+
+    from s4d_hf.training.data import DatasetSplits
+
+    calls = []
+
+    def load_builtin(name, task, seed=0, **options):
+        calls.append((name, task, seed, options))
+        rng = np.random.default_rng(seed)
+        make = lambda n: [{"input_values": rng.standard_normal((12, 1)).astype(np.float32) + (i % 2), "labels": i % 2}
+                          for i in range(n)]  # noqa: E731
+        return DatasetSplits(train=make(24), eval=make(6), test=make(6), id2label={0: "off", 1: "on"}, input_dim=1,
+                             description="a fake built-in", license="CC0-1.0", citation="nobody 2026")
+
+    fake = types.ModuleType("s4d_hf.training.datasets")
+    fake.__spec__ = importlib.machinery.ModuleSpec("s4d_hf.training.datasets", None)
+    fake.BUILTIN_DATASETS = {"FakeSet": "a fake built-in"}
+    fake.load_builtin = load_builtin
+    monkeypatch.setitem(sys.modules, "s4d_hf.training.datasets", fake)
+
+    out = tmp_path / "out"
+    assert train_cli("--task", "time-series-classification", "--dataset", "FakeSet", "--dataset-option", "size=3",
+                     "--dataset-option", "voices=all", "--seed", 5, "--output-dir", out, *TINY, "--max-steps", 3) == 0
+    assert calls == [("FakeSet", "time-series-classification", 5, {"size": 3, "voices": "all"})]
+    card = (out / "README.md").read_text()
+    assert "a fake built-in" in card and "CC0-1.0" in card and "nobody 2026" in card
+    assert json.loads((out / "config.json").read_text())["id2label"] == {"0": "off", "1": "on"}
+    assert train_cli("--task", "time-series-classification", "--dataset", "fakeset", "--output-dir", tmp_path / "x",
+                     *TINY, "--max-steps", 3) == 2  # names are exact; the error lists the built-ins

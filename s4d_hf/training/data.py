@@ -448,10 +448,12 @@ def load_text(path: str | os.PathLike, seed: int = 0, block_size: int = 256) -> 
 
 def builtin_datasets() -> dict[str, str]:
     """The built-in offline datasets (name -> description); empty when that module is not installed."""
-    try:
-        from . import datasets
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec(f"{__package__}.datasets") is None:
         return {}
+    from . import datasets  # an import error inside that module is raised, not mistaken for "no built-ins"
+
     return dict(datasets.BUILTIN_DATASETS)
 
 
