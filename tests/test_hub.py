@@ -177,6 +177,20 @@ def test_card_body_states_command_baseline_plots_and_size(checkpoint):
     assert 'from_pretrained(repo, trust_remote_code=True)' in text and 'repo = "me/s4d-tiny"' in text
 
 
+@pytest.mark.parametrize("task, auto_class", [
+    ("audio-classification", "AutoModelForAudioClassification"),
+    ("image-classification", "AutoModelForImageClassification"),
+    ("time-series-classification", "AutoModelForSequenceClassification"),
+    ("time-series-regression", "AutoModelForSequenceClassification"),
+    ("text-generation", "AutoModelForCausalLM"),
+])
+def test_card_for_each_task_names_its_pipeline_and_loader(checkpoint, task, auto_class):
+    card = ModelCard(cards.render_model_card(checkpoint[0], card_info(task=task)))
+    assert card.data.pipeline_tag == cards.TASKS[task]["pipeline_tag"]
+    assert card.data.eval_results[0].task_type == cards.TASKS[task]["pipeline_tag"]
+    assert f"{auto_class}.from_pretrained(repo, trust_remote_code=True)" in card.text
+
+
 @pytest.mark.parametrize("change, message", [
     ({"baseline": None}, "baseline"),
     ({"baseline": {"name": "x", "metric": "f2", "value": 0.1, "command": "c"}}, "baseline.metric"),
@@ -199,7 +213,8 @@ def test_card_rejects_incomplete_info(checkpoint, change, message):
 def test_card_reports_extra_evaluations_outside_the_model_index(checkpoint):
     extra = [{"name": "real recorded digits", "description": "asterisk-core-sounds-en-wav",
               "metrics": {"accuracy": np.float32(0.5)}}]
-    text = cards.render_model_card(checkpoint[0], card_info(extra_results=extra, metrics={"accuracy": np.float64(0.25)}))
+    info = card_info(extra_results=extra, metrics={"accuracy": np.float64(0.25)})
+    text = cards.render_model_card(checkpoint[0], info)
     assert "| real recorded digits | accuracy | 0.5 | asterisk-core-sounds-en-wav |" in text
     card = ModelCard(text)
     assert [(r.metric_type, r.metric_value) for r in card.data.eval_results] == [("accuracy", 0.25)]
@@ -292,7 +307,7 @@ def _other_weights(folder):
 
 @pytest.mark.parametrize("change, reason", [
     (lambda f: (f / "model.safetensors").unlink(), "model.safetensors missing"),
-    (lambda f: torch.save({"w": torch.zeros(1)}, f / "pytorch_model.bin"), "pickle weight file(s) ['pytorch_model.bin']"),
+    (lambda f: torch.save({"w": torch.zeros(1)}, f / "pytorch_model.bin"), "pickle weight file(s) ['pytorch_model.bin"),
     (lambda f: (f / "preprocessor_config.json").unlink(), "no processor or tokenizer file"),
     (lambda f: (f / "preprocessor_config.json").write_text("{not json"), "preprocessor_config.json is not valid JSON"),
     (lambda f: (f / "README.md").unlink(), "README.md (the model card) missing"),

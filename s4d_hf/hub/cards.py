@@ -211,8 +211,9 @@ def check_info(folder, info: dict) -> dict:
     folder = Path(folder)
     info.setdefault("repo_id", f"<user>/{folder.resolve().name}")
     info.setdefault("summary", "")
+    task_name = TASKS[info["task"]]["name"].lower()
     info.setdefault("intended_use",
-                    f"Research on state space models and a worked example of S4D for {TASKS[info['task']]['name'].lower()} "
+                    f"Research on state space models and a worked example of S4D for {task_name} "
                     f"with the Hugging Face libraries. The model was trained and tested on {dataset['name']} only; it "
                     "is not meant for decisions about people or for use on other data without re-evaluation.")
     if "evaluate_folder" not in info:

@@ -80,7 +80,8 @@ def confusion_matrix(labels, predictions, num_labels: int) -> np.ndarray:
         raise ValueError(f"labels {labels.shape} and predictions {predictions.shape}: expected two 1-D arrays of "
                          "the same length")
     for name, values in (("labels", labels), ("predictions", predictions)):
-        if values.size and (values.min() < 0 or values.max() >= num_labels or not np.issubdtype(values.dtype, np.integer)):
+        if values.size and (not np.issubdtype(values.dtype, np.integer) or values.min() < 0
+                            or values.max() >= num_labels):
             raise ValueError(f"{name} range [{values.min()}, {values.max()}]: expected integers in [0, {num_labels})")
     counts = np.zeros((num_labels, num_labels), dtype=np.int64)
     np.add.at(counts, (labels, predictions), 1)

@@ -85,7 +85,8 @@ def check_config(folder: Path):
     try:
         config = AutoConfig.from_pretrained(folder)
     except Exception as e:
-        raise CheckFailed(f"config.json does not load with AutoConfig: {type(e).__name__}: {e}".splitlines()[0]) from None
+        reason = f"{type(e).__name__}: {e}".splitlines()[0]
+        raise CheckFailed(f"config.json does not load with AutoConfig: {reason}") from None
     if not isinstance(config, s4d_hf.S4DConfig):
         raise CheckFailed(f"config.json loads as {type(config).__name__} (model_type {config.model_type!r}), "
                           "expected S4DConfig (model_type 's4d')")
@@ -228,7 +229,7 @@ def _token() -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    token = None
+    token, stage = None, "checks"
     try:
         token = args.token or _token()  # resolved first, so that every error message can be scrubbed of it
         if not re.fullmatch(r"[\w.-]+/[\w.-]+", args.repo_id):
@@ -245,6 +246,7 @@ def run(args: argparse.Namespace) -> int:
 
         if constants.is_offline_mode():
             raise CheckFailed("HF_HUB_OFFLINE is set: unset it (or set it to 0) to upload")
+        stage = "upload"
         api = HfApi(token=token)
         # without --private: the Hub's default (public, unless the organisation defaults to private)
         url = api.create_repo(args.repo_id, private=args.private or None, exist_ok=True)
@@ -257,5 +259,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"s4d-hf push: error: {_scrub(e, token)}", file=sys.stderr)
         return 1
     except Exception as e:  # network / Hub errors: one line, never the token, never a traceback with headers
-        print(f"s4d-hf push: error: upload failed: {type(e).__name__}: {_scrub(e, token)}", file=sys.stderr)
+        print(f"s4d-hf push: error: {stage} failed: {type(e).__name__}: {_scrub(e, token)}", file=sys.stderr)
         return 1
