@@ -10,6 +10,7 @@ import sys
 # sub-command -> (module with ``add_arguments(parser)`` and ``run(args) -> int``, one-line help)
 COMMANDS = {
     "info": ("s4d_hf.cli", "show the installed versions and the registered S4D classes"),
+    "push": ("s4d_hf.hub.push", "check a checkpoint folder and upload it to the Hugging Face Hub"),
 }
 
 
