@@ -10,6 +10,7 @@ import sys
 # sub-command -> (module with ``add_arguments(parser)`` and ``run(args) -> int``, one-line help)
 COMMANDS = {
     "info": ("s4d_hf.cli", "show the installed versions and the registered S4D classes"),
+    "convert": ("s4d_hf.conversion.cli", "convert a state-spaces/s4 S4D checkpoint into a verified Hugging Face folder"),
 }
 
 
