@@ -17,7 +17,6 @@ from transformers import AutoModelForSequenceClassification
 from s4d_hf import S4DConfig, S4DForSequenceClassification
 from s4d_hf.cli import main
 from s4d_hf.conversion import (
-    Hparams,
     export_state_dict,
     load_checkpoint,
     model_from_state_dict,
@@ -86,6 +85,21 @@ def test_example_checkpoint_reproduces_reference_logits(name, flags, tmp_path, c
     assert card_row(out, "prenorm")[:2] == (["`True`", "flag"] if flags else ["`False`", "default"])
     assert card_row(out, "d_state")[:2] == ["`8`", "weights"]
     assert card_row(out, "dt_transform")[:2] == ["`'exp'`", "format"]
+
+
+def test_example_bare_state_dict_with_label_metadata(tmp_path, capsys):
+    """example.py's state dict saved on its own (not in the {'model', 'acc', 'epoch'} dict), with class names."""
+    src, out = tmp_path / "bare.pt", tmp_path / "out"
+    torch.save(torch.load(FIXTURES / "f1_state_dict.pt", weights_only=True)["model"], src)
+    names = "airplane,automobile,bird,cat,deer,dog,frog,horse,ship,truck"
+    convert(capsys, src, out, "--labels", names, "--task", "classification", "--num-labels", "10")
+    model = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    assert model.config.id2label[3] == "cat" and model.config.problem_type == "single_label_classification"
+    io = load_npz("f1_io.npz")
+    with torch.no_grad():
+        assert err(model(input_values=torch.from_numpy(io["input"])).logits, io["logits"]) <= TOL
+    assert "bare state dict" in (out / "README.md").read_text()
+    assert card_row(out, "labels")[1] == "flag"
 
 
 def test_model_from_state_dict_api_matches_the_reference():
@@ -292,7 +306,7 @@ def test_speech_commands_preset_converts_exactly(preset, container, tmp_path, ca
         assert err(model(input_values=x).logits, original(input_values=x).logits) <= TOL
     # exact round trip, and the independent re-implementation of the framework model agrees
     checkpoint = load_checkpoint(src)
-    plan = plan_conversion(checkpoint.state_dict, hparams=Hparams(hparams, "test"))
+    plan = plan_conversion(checkpoint.state_dict, hparams=hparams)
     exported = export_state_dict(model.state_dict(), plan)
     assert list(exported) == list(sd) and all(torch.equal(exported[k], sd[k]) for k in sd)
     with torch.no_grad():

@@ -72,7 +72,8 @@ def model_card(checkpoint: Checkpoint, plan: Plan, checks: list[Check], config_o
         f"| training config | {_cell(config_origin or 'none (options from the weights, flags and defaults)')} |",
         f"| reference commit | not recorded in the checkpoint; the converter is tested against outputs of "
         f"{REFERENCE_REPO} @ `{FIXTURE_COMMIT[:12]}` |",
-        f"| converted with | s4d-hf {__version__}, transformers {transformers.__version__}, torch {torch.__version__} |",
+        f"| converted with | s4d-hf {__version__}, transformers {transformers.__version__}, "
+        f"torch {torch.__version__} |",
         "",
         "## Options",
         "",

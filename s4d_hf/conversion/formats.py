@@ -6,10 +6,12 @@ Three formats (S4D_REFERENCE.md §1):
                   ``encoder.*``, ``s4_layers.{i}.{D, kernel.{C, log_dt, log_A_real, A_imag}, output_linear.0.*}``,
                   ``norms.{i}.*``, ``decoder.*``. Post-norm by default; no final norm.
 * ``s4block``   - the same backbone built on the standalone ``models/s4/s4.py`` ``S4Block(mode='diag')``:
-                  ``s4_layers.{i}.layer.{D, kernel.{inv_dt, A_real, A_imag, B, C}}``, ``s4_layers.{i}.output_linear.0.*``.
+                  ``s4_layers.{i}.layer.{D, kernel.{inv_dt, A_real, A_imag, B, C}}``,
+                  ``s4_layers.{i}.output_linear.0.*``.
 * ``lightning`` - the training framework's ``SequenceLightningModule`` (a PL ``.ckpt``, or its ``.pt`` state dict):
                   ``encoder.0.*``, ``model.layers.{i}.layer.layer.{D, kernel.*}`` (S4Block -> FFTConv -> kernel) or
-                  ``model.layers.{i}.layer.{D, kernel.*}`` (the minimal layer), ``model.layers.{i}.layer.output_linear.0.*``,
+                  ``model.layers.{i}.layer.{D, kernel.*}`` (the minimal layer),
+                  ``model.layers.{i}.layer.output_linear.0.*``,
                   ``model.layers.{i}.norm.norm.*``, ``model.norm.norm.*`` (pre-norm only),
                   ``decoder.0.output_transform.*``.
 
@@ -240,7 +242,8 @@ def _structure(t: _Tensors, layout: Layout, n_layers: int) -> dict[str, Option]:
         D = t.get(p0 + "D", 1)
         H = D.shape[0]
         C = t.get(p0 + "kernel.C", 3)
-        _expect(C.shape[0] == H and C.shape[2] == 2, f"`{p0}kernel.C` has shape {tuple(C.shape)}, expected ({H}, N/2, 2)")
+        _expect(C.shape[0] == H and C.shape[2] == 2,
+                f"`{p0}kernel.C` has shape {tuple(C.shape)}, expected ({H}, N/2, 2)")
         N2 = C.shape[1]
         _expect(tuple(t.get(p0 + "kernel.log_dt").shape) == (H,), f"`{p0}kernel.log_dt` must have shape ({H},)")
         for name in ("log_A_real", "A_imag"):
@@ -271,20 +274,24 @@ def _structure(t: _Tensors, layout: Layout, n_layers: int) -> dict[str, Option]:
         B_shape = (1, S, N2) if is_real else (1, S, N2, 2)
         _expect(tuple(t.get(p0 + "layer.kernel.B").shape) == B_shape, f"`{p0}layer.kernel.B` must be {B_shape}")
         if not is_real:
-            _expect(tuple(t.get(p0 + "layer.kernel.A_imag").shape) == (S, N2), f"`{p0}layer.kernel.A_imag` must be ({S}, {N2})")
+            _expect(tuple(t.get(p0 + "layer.kernel.A_imag").shape) == (S, N2),
+                    f"`{p0}layer.kernel.A_imag` must be ({S}, {N2})")
         _expect(H % S == 0, f"n_ssm={S} (rows of A_real) does not divide d_model={H}")
         inv_dt = t.get(p0 + "layer.kernel.inv_dt", 2)
-        _expect(inv_dt.shape[0] == H and inv_dt.shape[1] in (1, N2), f"`{p0}layer.kernel.inv_dt` must be ({H}, 1) or ({H}, {N2})")
+        _expect(inv_dt.shape[0] == H and inv_dt.shape[1] in (1, N2),
+                f"`{p0}layer.kernel.inv_dt` must be ({H}, 1) or ({H}, {N2})")
         w = t.get(p0 + "output_linear.0.weight", 2)
-        _expect(w.shape[1] == Cd * H, f"`{p0}output_linear.0.weight` takes {w.shape[1]} features, expected channels x H = "
-                f"{Cd * H} (a 'glu' FFTConv activation, which halves them, is not supported)")
-        _expect(w.shape[0] in (H, 2 * H), f"`{p0}output_linear.0.weight` has {w.shape[0]} rows, expected {H} or {2 * H}")
+        _expect(w.shape[1] == Cd * H, f"`{p0}output_linear.0.weight` takes {w.shape[1]} features, expected channels "
+                f"x H = {Cd * H} (a 'glu' FFTConv activation, which halves them, is not supported)")
+        _expect(w.shape[0] in (H, 2 * H),
+                f"`{p0}output_linear.0.weight` has {w.shape[0]} rows, expected {H} or {2 * H}")
         s["d_model"] = Option(H, W, f"{p0}layer.D {tuple(D.shape)}")
         s["d_state"] = Option(N2 if is_real else 2 * N2, W,
                               f"{N2} real modes" if is_real else f"N = 2 x {N2} stored complex modes")
         s["channels"] = Option(Cd, W, "rows of layer.D")
         s["bidirectional"] = Option(Ck == 2 * Cd, W, f"{Ck} rows of kernel.C for {Cd} of D")
-        s["n_ssm"] = Option(None if S == H else S, W, f"{S} rows of kernel.A_real" + (" (one per feature)" if S == H else ""))
+        s["n_ssm"] = Option(None if S == H else S, W,
+                            f"{S} rows of kernel.A_real" + (" (one per feature)" if S == H else ""))
         s["dt_tie"] = Option(inv_dt.shape[1] == 1, W, f"kernel.inv_dt {tuple(inv_dt.shape)}")
         s["is_real"] = Option(is_real, W, "no kernel.A_imag, real C" if is_real else "complex C, kernel.A_imag present")
         s["final_act"] = Option("glu" if w.shape[0] == 2 * H else None, W, f"output_linear.0.weight {tuple(w.shape)}")
@@ -296,7 +303,8 @@ def _structure(t: _Tensors, layout: Layout, n_layers: int) -> dict[str, Option]:
     for i in range(1, n_layers):
         pi = layout.layer.format(i=i)
         _expect({k: v for k, v in t.under(pi).items() if k in known} == reference,
-                f"layer {i} (`{pi}*`) does not have the tensors/shapes of layer 0: S4DConfig describes identical layers")
+                f"layer {i} (`{pi}*`) does not have the tensors/shapes of layer 0: S4DConfig describes identical "
+                "layers")
     return s
 
 
@@ -308,7 +316,7 @@ def _norm_kind(t: _Tensors, prefix: str, H: int) -> str | None:
     names = set(shapes)
     if names == {"weight", "bias"} and shapes["weight"] == (H,):
         return "layer"
-    if names == {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"}:
+    if names == {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"} and shapes["weight"] == (H,):
         return "batch"
     if names == {"m", "s"}:
         raise ConversionError(
@@ -340,7 +348,8 @@ def _choose(name: str, flags: dict, config_value: Any, config_key: str | None, d
         option = Option(default, "default", default_why)
     if allowed is not None and option.value not in allowed:
         where = FLAG_SPELLING[name] if option.source == "flag" else (config_key or name)
-        raise ConversionError(f"{where} = {option.value!r} is not supported; S4D-HF implements {', '.join(map(repr, allowed))}")
+        raise ConversionError(
+            f"{where} = {option.value!r} is not supported; S4D-HF implements {', '.join(map(repr, allowed))}")
     return option
 
 
@@ -381,7 +390,8 @@ class _LightningConfig:
             mode = self.layer("mode", self.layer("kernel"))
             if mode in ("nplr", "dplr", "s4"):
                 raise ConversionError(f"{origin}: model.layer.mode is {mode!r}: this is an S4 (DPLR) model, not S4D")
-            _expect(mode in (None, "diag", "s4d"), f"{origin}: model.layer.mode {mode!r} is not the diagonal (S4D) kernel")
+            _expect(mode in (None, "diag", "s4d"),
+                    f"{origin}: model.layer.mode {mode!r} is not the diagonal (S4D) kernel")
             unsupported = {  # option: (allowed values, what it would add)
                 "gate": ((None,), "a multiplicative gate (input_gate/output_gate)"),
                 "bottleneck": ((None,), "an input bottleneck"),
@@ -396,7 +406,8 @@ class _LightningConfig:
             }
             for key, (allowed, what) in unsupported.items():
                 value = self.layer(key)
-                _expect(value in allowed, f"{origin}: model.layer.{key} = {value!r} ({what}) is not supported by S4D-HF")
+                _expect(value in allowed,
+                        f"{origin}: model.layer.{key} = {value!r} ({what}) is not supported by S4D-HF")
         _expect(self.model("bidirectional", False) in (False, None), f"{origin}: model.bidirectional=True (a second "
                 "reversed layer + bidirectional_linear per block) is not supported; the layer's own bidirectional is")
         residual = self.model("residual", "R")
@@ -481,11 +492,13 @@ def _options(t: _Tensors, layout: Layout, n_layers: int, hp: Hparams | None, fla
             f"`{layout.decoder}weight` {tuple(dec_w.shape)}: expected a Linear ({'{num_labels}'}, {H}) with bias")
     num_labels = dec_w.shape[0]
     if flags.get("num_labels") is not None and flags["num_labels"] != num_labels:
-        raise _flag_conflict("num_labels", flags["num_labels"], num_labels, f"`{layout.decoder}weight` has that many rows")
+        raise _flag_conflict("num_labels", flags["num_labels"], num_labels,
+                             f"`{layout.decoder}weight` has that many rows")
     o["num_labels"] = Option(num_labels, "weights", f"{layout.decoder}weight {tuple(dec_w.shape)}")
     labels = flags.get("labels")
     if labels is not None:
-        _expect(len(labels) == num_labels, f"--labels names {len(labels)} classes but the decoder has {num_labels} outputs")
+        _expect(len(labels) == num_labels,
+                f"--labels names {len(labels)} classes but the decoder has {num_labels} outputs")
         o["labels"] = Option(list(labels), "flag", "--labels")
 
     # -- norms --------------------------------------------------------------------------------------------------
@@ -555,8 +568,8 @@ def _options(t: _Tensors, layout: Layout, n_layers: int, hp: Hparams | None, fla
         if o["final_act"].value is None:  # output_linear maps to H features: some non-GLU final activation
             cfg_act = get("final_act") or get("postact")
             if cfg_act is None and flags.get("final_act") is None:
-                raise ConversionError("output_linear maps H -> H features, so final_act is not 'glu' and the weights do "
-                                      "not say which activation follows it: pass --final-act id if there is none")
+                raise ConversionError("output_linear maps H -> H features, so final_act is not 'glu' and the weights "
+                                      "do not say which activation follows it: pass --final-act id if there is none")
             o["final_act"] = _choose("final_act", flags, cfg_act, key("final_act"), None, "", ("id",))
         elif flags.get("final_act") not in (None, "glu"):
             raise _flag_conflict("final_act", flags["final_act"], "glu", "output_linear maps to 2H features (GLU)")
@@ -570,7 +583,8 @@ def _options(t: _Tensors, layout: Layout, n_layers: int, hp: Hparams | None, fla
             o["init"] = Option("legs", "default", "init only matters for re-initialisation"
                                + (f"; {cfg_init!r} has no S4DConfig equivalent" if cfg_init else ""))
         if o["n_ssm"].value is not None and o["init"].value == "diag" and o["n_ssm"].value % 2:
-            o["init"] = Option("legs", "default", "init 'diag' needs an even n_ssm; init only matters for re-initialisation")
+            o["init"] = Option("legs", "default",
+                               "init 'diag' needs an even n_ssm; init only matters for re-initialisation")
     if lc is not None:
         for k in ("dt_min", "dt_max"):
             v = lc.layer(k)
@@ -661,7 +675,8 @@ def _rules(layout: Layout, options: dict[str, Option], t: _Tensors, n_layers: in
             add(None, dst + "kernel.B", B_fwd, B_bwd)
             add(src + "kernel.C", dst + "kernel.C", lambda x: x[None], lambda x: x[0])
             # Conv1d(H, 2H, kernel_size=1) + GLU over channels == Linear(H, 2H) + GLU over features.
-            add(src + "output_linear.0.weight", dst + "output_linear.weight", lambda x: x[..., 0], lambda x: x[..., None])
+            add(src + "output_linear.0.weight", dst + "output_linear.weight",
+                lambda x: x[..., 0], lambda x: x[..., None])
             add(src + "output_linear.0.bias", dst + "output_linear.bias")
         else:
             add(src + "layer.D", dst + "D")
@@ -686,19 +701,22 @@ def _rules(layout: Layout, options: dict[str, Option], t: _Tensors, n_layers: in
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def plan_conversion(state_dict: dict[str, torch.Tensor], format: str = "auto", hparams: Hparams | None = None,
+def plan_conversion(state_dict: dict[str, torch.Tensor], format: str = "auto", hparams: Hparams | dict | None = None,
                     flags: dict | None = None) -> Plan:
     """Decide how ``state_dict`` (a state-spaces/s4 S4D model) becomes an S4DForSequenceClassification.
 
     Args:
         state_dict: source tensors (example.py / S4Block / framework key layout).
         format: "auto" (from the key names) or one of :data:`FORMATS`.
-        hparams: the training framework's config (Lightning formats only).
+        hparams: the training framework's config (lightning format only): an :class:`Hparams`, or a dict /
+            omegaconf DictConfig such as a .ckpt's ``hyper_parameters``.
         flags: values for the options that are not stored in the weights (:data:`FLAG_NAMES`; None = not given).
 
     Raises :class:`ConversionError` naming the flag to pass for anything missing or ambiguous, and for any
     checkpoint piece that S4D-HF cannot reproduce exactly.
     """
+    if hparams is not None and not isinstance(hparams, Hparams):
+        hparams = Hparams(hparams, "hparams")
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     unknown_flags = set(flags) - set(FLAG_NAMES)
     if unknown_flags:
@@ -733,7 +751,8 @@ def plan_conversion(state_dict: dict[str, torch.Tensor], format: str = "auto", h
         dC = layout.layer.format(i=i) + "layer.kernel.dC"
         if dC in state_dict:  # s4.py's setup_step() aliases C as a parameter dC (is_real): a copy, not new weights
             C = state_dict[layout.layer.format(i=i) + "layer.kernel.C"]
-            _expect(torch.equal(state_dict[dC], C), f"`{dC}` differs from kernel.C; expected the setup_step() alias of C")
+            _expect(torch.equal(state_dict[dC], C),
+                    f"`{dC}` differs from kernel.C; expected the setup_step() alias of C")
             dropped[dC] = "alias of kernel.C written by setup_step(); identical, dropped"
     missing = [k for k in used if k not in state_dict]
     _expect(not missing, f"missing tensors for the {fmt} format: {', '.join(sorted(missing)[:8])}")
@@ -774,8 +793,8 @@ def export_state_dict(s4d_state_dict: dict[str, torch.Tensor], plan: Plan) -> di
     return {k: out[k] for k in plan.source_keys}
 
 
-def model_from_state_dict(state_dict: dict[str, torch.Tensor], format: str = "auto", hparams: Hparams | None = None,
-                          **flags) -> S4DForSequenceClassification:
+def model_from_state_dict(state_dict: dict[str, torch.Tensor], format: str = "auto",
+                          hparams: Hparams | dict | None = None, **flags) -> S4DForSequenceClassification:
     """One call: a state-spaces/s4 state dict -> S4DForSequenceClassification (no verification, nothing written).
 
     Example: ``model_from_state_dict(torch.load("ckpt.pth")["model"], "example", prenorm=True)``.

@@ -206,7 +206,10 @@ class Hparams:
     """
 
     def __init__(self, config: Any, origin: str):
-        from omegaconf import DictConfig, OmegaConf
+        try:
+            from omegaconf import DictConfig, OmegaConf
+        except ImportError as e:
+            raise ConversionError(f"reading {origin} needs omegaconf: pip install 's4d-hf[convert]'") from e
 
         self.origin = origin
         if isinstance(config, DictConfig):
