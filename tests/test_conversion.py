@@ -216,13 +216,13 @@ def test_s4block_dt_transform_default_is_exp_so_softplus_weights_need_the_flag(t
         assert err(model(input_values=torch.tensor(model_input, dtype=torch.float32)).logits, logits) > 1e-3
 
 
-# -- Speech Commands preset: BatchNorm pre-norm + final norm, bidirectional, n_ssm=2 (no fixture file exists) -------
+# -- framework presets without a fixture file: Speech Commands (BatchNorm pre-norm, bidirectional, n_ssm=2), LRA -----
 
 
 def framework_state_dict(model: S4DForSequenceClassification) -> dict[str, torch.Tensor]:
     """Write the training framework's key layout (S4D_REFERENCE.md §1.3) from an S4D-HF model, by hand."""
-    renames = [("s4d.input_proj.", "encoder.0."), ("classifier.", "decoder.0.output_transform."),
-               ("s4d.norm_f.", "model.norm.norm.")]
+    renames = [("s4d.input_proj.", "encoder.0."), ("s4d.embeddings.", "encoder.0."),
+               ("classifier.", "decoder.0.output_transform."), ("s4d.norm_f.", "model.norm.norm.")]
     sd = {}
     for key, value in model.state_dict().items():
         new = key
@@ -249,8 +249,8 @@ def framework_config(config: S4DConfig, mode: str) -> dict:
                             "final_act": config.final_act, "postact": None, "activation": "gelu",
                             "dt_transform": config.dt_transform, "l_max": config.l_max, "gate": None,
                             "bottleneck": None, "mult_act": None, "weight_norm": False, "layer": "fftconv"}},
-        "encoder": "linear",
-        "decoder": {"_name_": "sequence", "mode": mode},
+        "encoder": "linear" if config.input_dim else "embedding",
+        "decoder": {"_name_": "sequence", "mode": mode, "use_lengths": config.vocab_size is not None},
         "task": {"_name_": "base", "loss": "cross_entropy"},
         "dataset": {"_name_": "sc"},
     }
@@ -270,20 +270,33 @@ def perturbed(model: torch.nn.Module) -> torch.nn.Module:
     return model.eval()
 
 
-@pytest.mark.parametrize("preset", ["sc", "sc-ablation"])
+PRESETS = {  # S4D_REFERENCE.md §1.3.5, shrunk: experiment -> (S4DConfig options, decoder mode)
+    # sc/s4-sc: linear encoder, BatchNorm pre-norm + final norm, bidirectional, n_ssm 2, glu, mean pooling
+    "sc": (dict(input_dim=1, num_labels=35, prenorm=True, bidirectional=True, n_ssm=2, final_act="glu",
+                pooling="mean", l_max=24), "pool"),
+    # sc/s4-sc-ablation: unidirectional, final_act id, last position
+    "sc-ablation": (dict(input_dim=1, num_labels=35, prenorm=True, final_act="id", pooling="last", l_max=24), "last"),
+    # lra/s4-listops: token embedding, BatchNorm post-norm, bidirectional, n_ssm 1, mean over the valid length
+    "lra-listops": (dict(vocab_size=20, num_labels=10, prenorm=False, bidirectional=True, n_ssm=1, d_state=4,
+                         pooling="mean"), "pool"),
+}
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
 @pytest.mark.parametrize("container", ["ckpt", "pt+config"])
-def test_speech_commands_preset_converts_exactly(preset, container, tmp_path, capsys):
+def test_framework_presets_convert_exactly(preset, container, tmp_path, capsys):
+    """Speech Commands and LRA presets (no reference fixture file exists): a perturbed S4D model is written in the
+    framework's key layout by hand, converted, and must compute the same function."""
     from omegaconf import OmegaConf
 
-    if preset == "sc":  # sc/s4-sc: BatchNorm, pre-norm (final norm), bidirectional, n_ssm 2, glu, mean pooling
-        options, mode = dict(bidirectional=True, n_ssm=2, final_act="glu", pooling="mean"), "pool"
-    else:  # sc/s4-sc-ablation: unidirectional, final_act id, last position
-        options, mode = dict(bidirectional=False, n_ssm=None, final_act="id", pooling="last"), "last"
-    config = S4DConfig(input_dim=1, num_labels=35, d_model=16, n_layers=2, d_state=8, prenorm=True, final_norm=True,
-                       norm="batch", dt_transform="softplus", l_max=24, init="legs", **options)
+    options, mode = PRESETS[preset]
+    # the framework has a final norm exactly when prenorm
+    config = S4DConfig(**{"d_model": 16, "n_layers": 2, "d_state": 8, "final_norm": options["prenorm"], "norm": "batch",
+                          "dt_transform": "softplus", "init": "legs", **options})
     original = perturbed(S4DForSequenceClassification(config))
     sd = framework_state_dict(original)
-    assert "model.norm.norm.running_var" in sd and "model.layers.1.norm.norm.num_batches_tracked" in sd
+    assert "model.layers.1.norm.norm.num_batches_tracked" in sd
+    assert ("model.norm.norm.running_var" in sd) == config.prenorm
     hparams = framework_config(config, mode)
     if container == "ckpt":
         src = tmp_path / "last.ckpt"
@@ -298,16 +311,18 @@ def test_speech_commands_preset_converts_exactly(preset, container, tmp_path, ca
     out = tmp_path / "out"
     convert(capsys, src, out, *args)
     model = AutoModelForSequenceClassification.from_pretrained(out).eval()
-    for key in ("norm", "prenorm", "final_norm", "bidirectional", "n_ssm", "final_act", "pooling", "dt_transform",
-                "l_max"):
+    for key in ("vocab_size", "input_dim", "norm", "prenorm", "final_norm", "bidirectional", "n_ssm", "final_act",
+                "pooling", "dt_transform", "l_max", "d_state"):
         assert getattr(model.config, key) == getattr(config, key), key
-    x = torch.randn(3, 40, 1)  # longer than l_max: the kernel is truncated to 24 taps
+    # longer than l_max (SC): the kernel is truncated to 24 taps
+    x = torch.randint(0, 20, (3, 40)) if config.vocab_size else torch.randn(3, 40, 1)
+    key = "input_ids" if config.vocab_size else "input_values"
     with torch.no_grad():
-        assert err(model(input_values=x).logits, original(input_values=x).logits) <= TOL
+        assert err(model(**{key: x}).logits, original(**{key: x}).logits) <= TOL
     # exact round trip, and the independent re-implementation of the framework model agrees
     checkpoint = load_checkpoint(src)
     plan = plan_conversion(checkpoint.state_dict, hparams=hparams)
     exported = export_state_dict(model.state_dict(), plan)
     assert list(exported) == list(sd) and all(torch.equal(exported[k], sd[k]) for k in sd)
     with torch.no_grad():
-        assert err(reference_logits(sd, plan, x), original(input_values=x).logits) <= TOL
+        assert err(reference_logits(sd, plan, x), original(**{key: x}).logits) <= TOL
