@@ -104,7 +104,7 @@ class S4DPreTrainedModel(PreTrainedModel):
                         "AutoModelForSequenceClassification": f"{module}.S4DForSequenceClassification"}
             if self.config.vocab_size is not None and not self.config.bidirectional:
                 auto_map["AutoModelForCausalLM"] = f"{module}.S4DForCausalLM"
-            self.config.auto_map = {**(self.config.auto_map or {}), **auto_map}
+            self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **auto_map}
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     @torch.no_grad()
