@@ -10,6 +10,8 @@ transformers' own pipeline cannot read without ffmpeg or torchaudio.
   feature extractor it decodes WAV/FLAC paths and bytes with soundfile, and hands audio at any sampling rate to the
   extractor, whose ``rate_policy`` decides between the S4D rate change and resampling (numpy/scipy). For every other
   model it is transformers' ``AudioClassificationPipeline`` unchanged.
+* :class:`S4DImageClassificationPipeline` and :class:`S4DTextGenerationPipeline` fix two traps of the built-in
+  tasks for S4D folders (a remote-code prompt for a video processor; ByT5's </s> appended to prompts).
 
 This file imports nothing from s4d_hf (it is copied as remote code).
 """
@@ -18,7 +20,13 @@ import io
 
 import numpy as np
 import torch
-from transformers import AudioClassificationPipeline, AutoModelForSequenceClassification, Pipeline
+from transformers import (
+    AudioClassificationPipeline,
+    AutoModelForSequenceClassification,
+    ImageClassificationPipeline,
+    Pipeline,
+    TextGenerationPipeline,
+)
 from transformers.pipelines import PIPELINE_REGISTRY
 
 
@@ -145,19 +153,52 @@ class S4DAudioClassificationPipeline(AudioClassificationPipeline):
         return processed
 
 
+class S4DImageClassificationPipeline(ImageClassificationPipeline):
+    """transformers' image-classification pipeline without its attempt to load a video processor, which image
+    classification never uses: for a folder whose preprocessor_config.json maps a custom image processor (S4D's, for
+    remote code), that attempt guesses a "...VideoProcessor" in remote code and prompts for trust_remote_code."""
+
+    _load_video_processor = False
+
+
+class S4DTextGenerationPipeline(TextGenerationPipeline):
+    """transformers' text-generation pipeline; for S4D models the prompt is encoded without special tokens by
+    default. S4D language models use ``ByT5Tokenizer``, which appends </s> to every encoded text: a prompt ending
+    in end-of-text would make the model start a new document. Pass ``add_special_tokens=True`` to get it back."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if getattr(self.model.config, "model_type", None) == "s4d":
+            self._preprocess_params.setdefault("add_special_tokens", False)
+
+
+def _replace_builtin(task: str, builtin: type, replacement: type) -> None:
+    """Put ``replacement`` (a subclass of the built-in pipeline) behind a built-in task, keeping the task's model
+    classes and default model. Done in place rather than through ``register_pipeline``, which would mark the class
+    as a custom pipeline: ``save_pretrained`` would then make folders of a built-in task need trust_remote_code."""
+    entry = PIPELINE_REGISTRY.supported_tasks[task]
+    if entry["impl"] in (builtin, f"{builtin.__module__}.{builtin.__qualname__}"):  # transformers stores dotted paths
+        PIPELINE_REGISTRY.supported_tasks[task] = {**entry, "impl": replacement}
+
+
 def register_pipelines() -> None:
-    """Register "time-series-classification", and put S4DAudioClassificationPipeline behind "audio-classification"
-    (keeping the task's model classes and default). The audio entry is swapped in place rather than through
-    ``register_pipeline``: that would mark the class as a custom pipeline, and ``save_pretrained`` would then make
-    folders of a built-in task require trust_remote_code."""
+    """Register "time-series-classification" and put the S4D-aware subclasses behind "audio-classification",
+    "image-classification" and "text-generation" (for other models they behave as transformers' own)."""
     PIPELINE_REGISTRY.register_pipeline(
         "time-series-classification",
         pipeline_class=TimeSeriesClassificationPipeline,
         pt_model=AutoModelForSequenceClassification,
     )
-    audio_task = PIPELINE_REGISTRY.supported_tasks["audio-classification"]
-    if audio_task["impl"] is AudioClassificationPipeline:
-        PIPELINE_REGISTRY.supported_tasks["audio-classification"] = {**audio_task, "impl": S4DAudioClassificationPipeline}
+    _replace_builtin("audio-classification", AudioClassificationPipeline, S4DAudioClassificationPipeline)
+    _replace_builtin("image-classification", ImageClassificationPipeline, S4DImageClassificationPipeline)
+    _replace_builtin("text-generation", TextGenerationPipeline, S4DTextGenerationPipeline)
 
 
-__all__ = ["TimeSeriesClassificationPipeline", "S4DAudioClassificationPipeline", "register_pipelines", "read_audio"]
+__all__ = [
+    "TimeSeriesClassificationPipeline",
+    "S4DAudioClassificationPipeline",
+    "S4DImageClassificationPipeline",
+    "S4DTextGenerationPipeline",
+    "register_pipelines",
+    "read_audio",
+]

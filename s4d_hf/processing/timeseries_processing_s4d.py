@@ -192,7 +192,8 @@ class S4DTimeSeriesProcessor(SequenceFeatureExtractor):
         if x.ndim == 1:
             x = x[:, None]
         if x.ndim != 2:
-            raise ValueError(f"{name} must have shape (length,) or (length, channels); got {x.shape}")
+            raise ValueError(f"{name} must have shape (length,) or (length, channels) (a batch: a list of those or "
+                             f"an array (batch, length, channels)); got {x.shape}")
         if x.shape[0] == 0:
             raise ValueError(f"{name} is empty (shape {x.shape}); every example needs at least one time step")
         if x.shape[1] != self.feature_size:
