@@ -1,5 +1,6 @@
-"""Pipelines for S4D models: the new ``time-series-classification`` task, and ``audio-classification`` inputs that
-transformers' own pipeline cannot read without ffmpeg or torchaudio.
+"""Pipelines for S4D models: the new ``time-series-classification`` task, ``audio-classification`` inputs that
+transformers' own pipeline cannot read without ffmpeg or torchaudio, and two fixes for S4D folders in the built-in
+``image-classification`` and ``text-generation`` tasks.
 
 * :class:`TimeSeriesClassificationPipeline` (task "time-series-classification", registered through transformers'
   ``PIPELINE_REGISTRY``): an (L, C) array, a list of numbers or a pandas DataFrame -> labels with scores, or the
@@ -58,7 +59,7 @@ class TimeSeriesClassificationPipeline(Pipeline):
     >>> from transformers import pipeline
     >>> pipe = pipeline("time-series-classification", model="my-s4d-ts")   # s4d_hf imported
     >>> pipe(np.random.randn(120, 3))            # (L, C) array, a list of numbers, or a DataFrame
-    [{'label': 'up', 'score': 0.71}, {'label': 'down', 'score': 0.29}]
+    [{'label': ..., 'score': ...}, ...]                # sorted by score; regression: [{'label', 'value'}]
     ```
 
     Call arguments: ``top_k`` (default 5, capped at num_labels) and ``function_to_apply`` ("softmax", "sigmoid",
@@ -68,6 +69,7 @@ class TimeSeriesClassificationPipeline(Pipeline):
 
     _load_processor = False
     _load_image_processor = False
+    _load_video_processor = False
     _load_feature_extractor = True
     _load_tokenizer = False
 
