@@ -116,14 +116,18 @@ class S4DStreamer:
         if self._sum is None:
             self._sum = hidden_states.new_zeros(batch, hidden)
             self._count = hidden_states.new_zeros(batch)
-            self._last = hidden_states[:, -1].clone()  # whole-sequence pool's choice when nothing is valid
+            self._last = hidden_states.new_zeros(batch, hidden)
+        chunk_valid = mask.sum(1) > 0
+        seen_valid = self._count > 0
         self._sum += (hidden_states * mask[..., None]).sum(1)
         self._count += mask.sum(1)
         if self.model.config.pooling == "mean":
             return self._sum / self._count.clamp(min=1)[:, None]
+        # the chunk's last valid position; with none, its last position (the whole-sequence pool's choice while
+        # nothing at all is valid)
         last = length - 1 - mask.flip(-1).argmax(-1)
         chunk_last = hidden_states[torch.arange(batch, device=hidden_states.device), last]
-        self._last = torch.where((mask.sum(1) > 0)[:, None], chunk_last, self._last)
+        self._last = torch.where((chunk_valid | ~seen_valid)[:, None], chunk_last, self._last)
         return self._last
 
     def _model_inputs(self, chunk, sampling_rate) -> tuple[torch.Tensor, torch.Tensor, float | None]:

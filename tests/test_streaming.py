@@ -83,12 +83,14 @@ def test_audio_chunks_at_8khz_stream_to_the_whole_recording_with_rate_2():
         streamer.push(audio[:10], sampling_rate=16000)
 
 
-def test_time_series_chunks_use_the_stored_statistics_and_imputation_masks():
+@pytest.mark.parametrize("pooling", ["mean", "last"])
+def test_time_series_chunks_use_the_stored_statistics_and_imputation_masks(pooling):
     torch.manual_seed(3)
-    model = classifier(3)
+    model = classifier(3, pooling=pooling)
     processor = S4DTimeSeriesProcessor(feature_size=3, nan_policy="impute", mean=[1.0, 0.0, -2.0], std=[2.0, 1.0, 4.0])
     series = np.random.default_rng(1).normal(size=(90, 3))
     series[7, 2] = series[50, 0] = np.nan
+    series[75:, 1] = np.nan  # the whole last chunk is masked: "last" pooling must keep step 74 from the chunk before
     whole = logits(model, **processor(series, return_tensors="pt"))
     streamer = S4DStreamer(model, processor)
     for start in range(0, 90, 25):
