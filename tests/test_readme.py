@@ -1,0 +1,30 @@
+"""The README stays true: CI runs exactly its two commands, and its Python quickstart runs."""
+
+import pathlib
+import re
+
+import torch
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def readme_commands() -> list[str]:
+    first_block = re.search(r"```bash\n(.*?)```", README, re.S).group(1)
+    return [line for line in first_block.splitlines() if line and not line.startswith("#")]
+
+
+def test_readme_opens_with_two_commands_that_ci_runs_verbatim():
+    commands = readme_commands()
+    assert len(commands) == 2
+    ci = (ROOT / ".ci" / "run").read_text()
+    for command in commands:
+        assert command in ci.splitlines(), command
+
+
+def test_quickstart_runs(tmp_path, monkeypatch):
+    code = re.search(r"## Quickstart\n\n```python\n(.*?)```", README, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "README quickstart", "exec"), namespace)
+    assert isinstance(namespace["out"], torch.Tensor)
