@@ -124,7 +124,7 @@ def test_audio_and_image_folders(tmp_path):
 
     images = load_dataset_spec(str(tmp_path / "img"), "image-classification")
     assert images.image_size == (4, 3) and images.input_dim == 1
-    pixels = np.asarray(Image.open(tmp_path / "img" / "yes" / "4.png"), dtype=np.float32).reshape(12, 1)
+    pixels = np.asarray(Image.open(tmp_path / "img" / "yes" / "4.png"), dtype=np.float32).reshape(12, 1) / 255
     assert any(np.array_equal(ex["input_values"], pixels) for s in (images.train, images.eval, images.test) for ex in s)
     resized = load_dataset_spec(str(tmp_path / "img"), "image-classification", image_size=(8, 6))
     assert resized.image_size == (8, 6) and resized.train[0]["input_values"].shape == (48, 1)
@@ -338,7 +338,10 @@ def test_builtin_names_dispatch_to_the_datasets_module(monkeypatch, tmp_path):
     fake.__spec__ = importlib.machinery.ModuleSpec("s4d_hf.training.datasets", None)
     fake.BUILTIN_DATASETS = {"FakeSet": "a fake built-in"}
     fake.load_builtin = load_builtin
+    import s4d_hf.training
+
     monkeypatch.setitem(sys.modules, "s4d_hf.training.datasets", fake)
+    monkeypatch.setattr(s4d_hf.training, "datasets", fake, raising=False)
 
     out = tmp_path / "out"
     assert train_cli("--task", "time-series-classification", "--dataset", "FakeSet", "--dataset-option", "size=3",
@@ -349,3 +352,23 @@ def test_builtin_names_dispatch_to_the_datasets_module(monkeypatch, tmp_path):
     assert json.loads((out / "config.json").read_text())["id2label"] == {"0": "off", "1": "on"}
     assert train_cli("--task", "time-series-classification", "--dataset", "fakeset", "--output-dir", tmp_path / "x",
                      *TINY, "--max-steps", 3) == 2  # names are exact; the error lists the built-ins
+
+
+def test_fashion_mnist_builtin_trains_and_saves_its_image_processor(tmp_path):
+    """The real built-in loader (Debian dataset-fashion-mnist): [0, 1] pixels, square images without image_size."""
+    import json
+
+    from s4d_hf.training import datasets
+
+    if not os.path.isdir(datasets.FASHION_MNIST_DIR):
+        pytest.skip("needs Debian's dataset-fashion-mnist")
+    out = tmp_path / "fm"
+    assert train_cli("--task", "image-classification", "--dataset", "fashion-mnist", "--dataset-option",
+                     "image_size=7", "--dataset-option", "max_train_samples=64", "--dataset-option",
+                     "max_eval_samples=16", "--dataset-option", "max_test_samples=16", "--output-dir", out, *TINY,
+                     "--batch-size", 16, "--max-steps", 4) == 0
+    preprocessor = json.loads((out / "preprocessor_config.json").read_text())
+    assert preprocessor["size"] == {"height": 7, "width": 7} and preprocessor["do_grayscale"] is True
+    assert "Zalando" in (out / "README.md").read_text()
+    assert train_cli("--task", "image-classification", "--dataset", "fashion-mnist", "--image-size", "7x7",
+                     "--output-dir", tmp_path / "x", *TINY, "--max-steps", 4) == 2  # built-ins: --dataset-option

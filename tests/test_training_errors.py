@@ -58,10 +58,11 @@ def test_empty_dataset(tmp_path, capsys):
            match="empty dataset")
 
 
-def test_images_must_be_raw_pixels(tmp_path, capsys):
-    np.savez(tmp_path / "x.npz", X=np.random.default_rng(0).uniform(0, 1, (10, 4, 4)), y=np.arange(10) % 2)
+def test_float_images_must_be_in_0_1(tmp_path, capsys):
+    """8-bit integer images are divided by 255 on reading; float images must already be in [0, 1]."""
+    np.savez(tmp_path / "x.npz", X=np.random.default_rng(0).uniform(0, 255, (10, 4, 4)), y=np.arange(10) % 2)
     refuse(tmp_path, capsys, "--task", "image-classification", "--dataset", tmp_path / "x.npz",
-           match="expects raw pixel values in [0, 255]")
+           match="image pixels must be in [0, 1]")
 
 
 def test_nan_inputs(tmp_path, capsys):

@@ -68,5 +68,5 @@ def test_image_classification_pipeline_reproduces_the_test_metrics(tmp_path):
             Image.fromarray(pixels).save(tmp_path / "img" / label / f"{i}.png")
     out, results = run(tmp_path, "image-classification", tmp_path / "img", steps=24)
     raw = load_dataset_spec(str(tmp_path / "img"), "image-classification", seed=0)
-    images = [Image.fromarray(ex["input_values"].reshape(6, 5).astype(np.uint8)) for ex in raw.test]
+    images = [Image.fromarray(np.round(ex["input_values"].reshape(6, 5) * 255).astype(np.uint8)) for ex in raw.test]
     check_pipeline_reproduces("image-classification", out, results, raw, images)

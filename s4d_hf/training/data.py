@@ -5,8 +5,8 @@ three lists of examples plus metadata. An example is a dict of numpy arrays, raw
 
 * audio-classification: ``{"input_values": (L, C) float32 waveform in [-1, 1], "labels": int}``,
   with ``sampling_rate`` set;
-* image-classification: ``{"input_values": (H*W, C) float32 raw pixel intensities in [0, 255], raster order,
-  "labels": int}``, with ``image_size = (H, W)``;
+* image-classification: ``{"input_values": (H*W, C) float32 pixel intensities in [0, 1] (uint8 / 255), raster
+  order, "labels": int}``, with ``image_size = (H, W)`` (may be left None for square images);
 * time-series-classification / -regression: ``{"input_values": (L, C) float32, "labels": int | float | (T,) float}``;
 * causal-lm: ``{"input_ids": (L,) int64}`` of ByT5 ids (byte + 3, see :func:`text_to_ids`), ``vocab_size = 259``;
   no labels (the collator sets labels = input_ids).
@@ -16,7 +16,8 @@ with statistics from the train split only.
 
 User paths (``--dataset PATH``):
 
-* ``.npz`` (read with ``allow_pickle=False``): ``X`` (N, L, C) or (N, L) [image tasks: (N, H, W) or (N, H, W, C)],
+* ``.npz`` (read with ``allow_pickle=False``): ``X`` (N, L, C) or (N, L) [image tasks: (N, H, W) or (N, H, W, C),
+  integers 0..255 or floats in [0, 1]],
   ``y`` (N,) class indices/names or regression targets (N,) / (N, T); optional ``X_val``/``y_val``,
   ``X_test``/``y_test``; optional ``lengths`` (N,) (and ``lengths_val``, ``lengths_test``) for variable-length
   sequences stored right-padded; optional ``groups`` (N,) (e.g. speaker ids: a group never straddles two splits);
@@ -255,6 +256,8 @@ def load_npz(path: str | os.PathLike, task: str, seed: int = 0) -> DatasetSplits
                 raise ValueError(f"--dataset {path}: X{suffix} images are {X.shape[1:3]}, X images {image_size}")
             image_size = tuple(int(s) for s in X.shape[1:3])
             X = X.reshape(X.shape[0], image_size[0] * image_size[1], -1)
+            if X.dtype.kind in "iu":  # 8-bit pixels -> [0, 1], as the image processor's rescale
+                X = X.astype(np.float32) / np.float32(255)
         elif X.ndim == 2:
             X = X[..., None]
         elif X.ndim != 3:
@@ -311,7 +314,7 @@ def _read_images(files: list[Path], image_size: tuple[int, int] | None) -> tuple
         if image_size is not None and im.size != (image_size[1], image_size[0]):
             # the same PIL bilinear resize as the saved image processor's
             im = im.resize((image_size[1], image_size[0]), Image.Resampling.BILINEAR)
-        a = np.asarray(im, dtype=np.float32)
+        a = np.asarray(im, dtype=np.float32) / np.float32(255)  # [0, 1], as the image processor's rescale
         sizes.add(a.shape[:2])
         arrays.append(a.reshape(a.shape[0] * a.shape[1], -1))
     if len(sizes) > 1:
@@ -457,24 +460,30 @@ def builtin_datasets() -> dict[str, str]:
     return dict(datasets.BUILTIN_DATASETS)
 
 
-def load_dataset_spec(spec: str, task: str, seed: int = 0, **options) -> DatasetSplits:
+def load_dataset_spec(spec: str, task: str, seed: int = 0, *, block_size: int | None = None,
+                      image_size: tuple[int, int] | None = None, builtin_options: dict | None = None) -> DatasetSplits:
     """``--dataset SPEC`` -> DatasetSplits: a built-in name, or a path to an .npz / .csv / .txt file or a folder.
 
-    ``options``: ``block_size`` (causal-lm), ``image_size`` (image folders); other keys go to built-in loaders.
+    ``block_size``: tokens per chunk of a .txt file (default 256); ``image_size``: (H, W) to resize the images of a
+    folder to; ``builtin_options``: keyword options of a built-in dataset's loader (``--dataset-option``).
     """
+    options = dict(builtin_options or {})
     if task not in TASKS:
         raise ValueError(f"--task must be one of {', '.join(TASKS)}; got {task!r}")
     builtins = builtin_datasets()
     if spec in builtins:
         from . import datasets
 
-        options = {k: v for k, v in options.items() if v is not None and k != "image_size"}
+        for flag, value, example in (("--image-size", image_size, "image_size=14"),
+                                     ("--block-size", block_size, "context=256")):
+            if value is not None:
+                raise ValueError(f"{flag} applies to datasets given by path; built-in datasets take their own options "
+                                 f"through --dataset-option KEY=VALUE (e.g. {example}; see s4d_hf/training/datasets.py)")
         return datasets.load_builtin(spec, task, seed=seed, **options)
     path = Path(spec)
     if not path.exists():
         names = ", ".join(sorted(builtins)) or "none installed"
         raise ValueError(f"--dataset {spec!r} is neither a built-in dataset ({names}) nor an existing file or folder")
-    image_size, block_size = options.pop("image_size", None), options.pop("block_size", None)
     if options:
         raise ValueError(f"--dataset-option {sorted(options)} only applies to built-in datasets; {spec} is a path")
     if path.is_dir():
@@ -554,9 +563,12 @@ def check_splits(task: str, splits: DatasetSplits, num_labels: int | None = None
         if splits.image_size is None:
             raise ValueError("image-classification needs DatasetSplits.image_size = (height, width)")
         H, W = splits.image_size
-        if max(float(np.max(ex["input_values"])) for ex in splits.train) <= 1.0:
-            raise ValueError("image-classification expects raw pixel values in [0, 255] (the saved image processor "
-                             "rescales by 1/255); the train images are all <= 1: multiply them by 255")
+        for name in ("train", "eval", "test"):
+            for i, ex in enumerate(getattr(splits, name)):
+                if ex["input_values"].min() < 0 or ex["input_values"].max() > 1:
+                    raise ValueError(f"{name} example {i}: image pixels must be in [0, 1] (8-bit values / 255, what "
+                                     f"the saved image processor's rescale gives); got values up to "
+                                     f"{float(ex['input_values'].max()):g}")
         for name in ("train", "eval", "test"):
             for i, ex in enumerate(getattr(splits, name)):
                 if ex["input_values"].shape[0] != H * W:
@@ -564,16 +576,27 @@ def check_splits(task: str, splits: DatasetSplits, num_labels: int | None = None
                                      f"{H}*{W} = {H * W}")
 
 
+def with_image_size(splits: DatasetSplits) -> DatasetSplits:
+    """Image datasets that leave ``image_size`` None: square images (H = W = sqrt(L)), else a ValueError."""
+    if splits.image_size is not None or not splits.train:
+        return splits
+    length = len(splits.train[0]["input_values"])
+    side = int(round(length ** 0.5))
+    if side * side != length:
+        raise ValueError(f"image-classification: DatasetSplits.image_size is not set and {length} pixels is not a "
+                         "square image; set image_size = (height, width)")
+    return dataclasses.replace(splits, image_size=(side, side))
+
+
 def fit_normalization(task: str, train: list) -> dict:
     """Normalisation statistics from the TRAIN split only, the ones stored in the saved processor.
 
     time series: per-channel mean and (population) std over every time step of every train series;
-    images: per-channel mean and std of pixel/255; audio: none (each clip is normalised on its own);
+    images: per-channel mean and std of the [0, 1] pixels; audio: none (each clip is normalised on its own);
     causal-lm: none.
     """
     if task.startswith("time-series") or task == "image-classification":
-        scale = 255.0 if task == "image-classification" else 1.0
-        x = np.concatenate([np.asarray(ex["input_values"], dtype=np.float64) for ex in train]) / scale
+        x = np.concatenate([np.asarray(ex["input_values"], dtype=np.float64) for ex in train])
         mean, std = x.mean(0), x.std(0)
         std = np.where(std < 1e-8, 1.0, std)  # a constant channel stays centred, not divided by zero
         return {"mean": mean.astype(np.float32), "std": std.astype(np.float32)}
@@ -584,14 +607,12 @@ def normalize_input(task: str, x: np.ndarray, stats: dict) -> np.ndarray:
     """One example's (L, C) input as the processor presents it to the model.
 
     audio: (x - mean_t x) / sqrt(var_t x + 1e-7) per channel (transformers' zero-mean unit-variance norm);
-    images: (x / 255 - mean) / std; time series: (x - mean) / std with the train statistics.
+    images ([0, 1] pixels) and time series: (x - mean) / std with the train statistics.
     """
     x = np.asarray(x, dtype=np.float32)
     if task == "audio-classification":
         return ((x - x.mean(0)) / np.sqrt(x.var(0) + 1e-7)).astype(np.float32)
-    if task == "image-classification":
-        return ((x * np.float32(1 / 255) - stats["mean"]) / stats["std"]).astype(np.float32)
-    if task.startswith("time-series"):
+    if task == "image-classification" or task.startswith("time-series"):
         return ((x - stats["mean"]) / stats["std"]).astype(np.float32)
     return x
 

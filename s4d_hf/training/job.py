@@ -25,6 +25,7 @@ from .data import (
     check_splits,
     load_dataset_spec,
     normalize_splits,
+    with_image_size,
 )
 
 
@@ -277,12 +278,10 @@ def prepare_job(args, is_main: bool = True, command: str = "") -> TrainingJob:
         if not torch.cuda.is_available():
             raise ValueError("--mixed-precision fp16 needs a CUDA GPU; on CPU use bf16 or no")
     output_dir, work_dir, resume_from = resolve_folders(args, is_main)
-    options = dict(args.dataset_option or {})
-    if args.block_size is not None:
-        options["block_size"] = args.block_size
-    if args.image_size is not None:
-        options["image_size"] = args.image_size
-    raw = load_dataset_spec(args.dataset, task, seed=args.seed, **options)
+    raw = load_dataset_spec(args.dataset, task, seed=args.seed, block_size=args.block_size,
+                            image_size=args.image_size, builtin_options=args.dataset_option)
+    if task == "image-classification":
+        raw = with_image_size(raw)
     check_splits(task, raw)
     splits, stats = normalize_splits(task, raw)
     target_mean = target_std = None
