@@ -78,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     size.add_argument("--d-model", type=int, help="features H [64]")
     size.add_argument("--n-layers", type=int, help="S4D blocks [4]")
     size.add_argument("--d-state", type=int, help="state size N [64]")
-    size.add_argument("--init", choices=("legs", "inv", "lin", "real", "diag"), help="A initialisation [legs]")
+    size.add_argument("--init", choices=("legs", "legs-ptd", "inv", "lin", "real", "diag"), help="A initialisation [legs]")
     size.add_argument("--disc", choices=("zoh", "bilinear"), help="discretisation [zoh]")
     size.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None,
                       help="two-sided kernel (classification only) [no]")
