@@ -27,6 +27,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 
 INITS = ("legs", "inv", "lin", "real", "diag", "legs-ptd")
@@ -300,24 +301,88 @@ def discretize(dtA: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Te
     raise ValueError(f"unknown disc {disc!r}; expected one of {', '.join(DISCRETIZATIONS)}")
 
 
+# Magnitudes |Ā^t| below exp(-30) ≈ 1e-13 are set to exactly 0: such terms are far below float32 resolution of any sum
+# they enter, and keeping them produces subnormal floats, which make CPU matrix products and FFTs ~10x slower.
+_UNDERFLOW_EXPONENT = -30.0
+
+
+def _powers(log_dA: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Ā^t = exp(t · log Ā), complex64, for log_dA and real exponents t broadcast together.
+
+    Built from a real exp, cos and sin (complex exp is ~10x slower on CPU), written straight into the interleaved
+    complex layout; magnitudes below exp(-30) become exactly 0.
+    """
+    magnitude = torch.exp(F.threshold(log_dA.real * t, _UNDERFLOW_EXPONENT, -math.inf))
+    phase = log_dA.imag * t
+    if torch.is_grad_enabled() and log_dA.requires_grad:
+        return torch.complex(magnitude * torch.cos(phase), magnitude * torch.sin(phase))
+    out = torch.empty(*magnitude.shape, 2, device=magnitude.device, dtype=magnitude.dtype)
+    torch.mul(magnitude, torch.cos(phase), out=out[..., 0])
+    torch.mul(magnitude, torch.sin(phase), out=out[..., 1])
+    return torch.view_as_complex(out)
+
+
+def _split_length(L: int) -> tuple[int, int]:
+    """(M, Q) with M ≈ sqrt(L) and Q·M >= L: l = q·M + r, 0 <= r < M, 0 <= q < Q."""
+    M = max(1, int(math.ceil(math.sqrt(L))))
+    return M, (L + M - 1) // M
+
+
+class _VandermondeKernel(torch.autograd.Function):
+    """K = 2·Re(CB · V_L(Ā)) with l = q·M + r, Ā^l = Ā^{qM}·Ā^r, and a hand-written backward.
+
+    Forward: W = 2·CB·Ā^{qM} (C, H, Q, N2); K[q, r] = Re Σ_n W[q, n] Ā^r[n] = Σ_n (Re W Re Ā^r - Im W Im Ā^r), one real
+    matrix product of (Q × 2N2) by (2N2 × M) per feature (half the work of a complex product).
+    Backward, with g = dLoss/dK and the gradient convention of torch for complex inputs (dRe + i·dIm):
+        S0 = Σ_l g_l Ā^l,  S1 = Σ_l l·g_l Ā^l       (per c, h, n)
+        grad CB = 2·conj(S0),  grad log Ā = 2·Σ_c conj(CB · S1)
+    where Σ_l g_l l^k Ā^l = Σ_q Ā^{qM} Σ_r g[qM + r] (qM + r)^k Ā^r: again one real matrix product, of (Q × M) by
+    (M × 4N2). Saved for backward: CB, Ā^r and Ā^{qM}, O(H·N2·sqrt(L)).
+    """
+
+    @staticmethod
+    def forward(ctx, CB, log_dA, L):
+        C_, H, N2 = CB.shape
+        M, Q = _split_length(L)
+        t = torch.cat([torch.arange(M), torch.arange(Q) * M]).to(device=log_dA.device, dtype=torch.float32)
+        powers = _powers(log_dA[:, None, :], t[:, None])  # (H, M + Q, N2): Ā^r, r < M, then Ā^{qM}, q < Q
+        V_r, V_q = powers[:, :M], powers[:, M:]
+        W = torch.view_as_real((2 * CB)[:, :, None, :] * V_q)  # (C, H, Q, N2, 2)
+        W[..., 1].neg_()  # Re(w·v) = Re w·Re v - Im w·Im v: (Re, -Im) pairs of W against (Re, Im) pairs of Ā^r
+        K = torch.matmul(W.reshape(C_, H, Q, 2 * N2), torch.view_as_real(V_r).reshape(H, M, 2 * N2).transpose(-1, -2))
+        K = K.reshape(C_, H, Q * M)[..., :L]
+        ctx.save_for_backward(CB, powers)
+        ctx.split = (M, Q)
+        return K
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_K):
+        CB, powers = ctx.saved_tensors
+        (M, Q), (C_, H, N2), L = ctx.split, CB.shape, grad_K.shape[-1]
+        V_r, V_q = powers[:, :M], powers[:, M:]
+        G = F.pad(grad_K, (0, Q * M - L)).reshape(C_, H, Q, M)
+        t = torch.arange(max(M, Q), device=G.device, dtype=torch.float32)
+        right = torch.view_as_real(torch.cat([V_r, V_r * t[:M, None]], dim=-1)).reshape(H, M, 4 * N2)
+        PR = torch.view_as_complex(torch.matmul(G, right).reshape(C_, H, Q, 2 * N2, 2))
+        P, R = PR[..., :N2], PR[..., N2:]  # Σ_r g[qM + r] Ā^r, Σ_r r·g[qM + r] Ā^r  (C, H, Q, N2)
+        S0 = (P * V_q).sum(-2)
+        S1 = ((R + P * (t[:Q, None] * M)) * V_q).sum(-2)
+        grad_CB = 2 * S0.conj() if ctx.needs_input_grad[0] else None
+        grad_log_dA = 2 * (CB * S1).conj().sum(0) if ctx.needs_input_grad[1] else None
+        return grad_CB, grad_log_dA, None
+
+
 def vandermonde_kernel(CB: torch.Tensor, log_dA: torch.Tensor, L: int) -> torch.Tensor:
     """K[c,h,l] = 2·Re Σ_n CB[c,h,n] · exp(l · log_dA[h,n]), l = 0..L-1 (paper eq. 6: K = C̄ · V_L(Ā)).
 
     CB (C, H, N2) complex, log_dA (H, N2) complex -> K (C, H, L) float32.
 
     Written without ever forming the (H, N2, L) Vandermonde matrix: with l = q·M + r (M ≈ sqrt(L)),
-    Ā^l = Ā^{qM} · Ā^r, so the sum over n is a batched matrix product of (Q × N2) by (N2 × M) per feature h.
+    Ā^l = Ā^{qM} · Ā^r, so the sum over n is a batched matrix product of (Q × N2) by (N2 × M) per feature h (see
+    :class:`_VandermondeKernel`). Memory O(H·N2·sqrt(L)) besides the output, in the forward and the backward pass.
     """
-    C_, H, N2 = CB.shape
-    M = max(1, int(math.ceil(math.sqrt(L))))
-    Q = (L + M - 1) // M
-    r = torch.arange(M, device=log_dA.device, dtype=torch.float32)
-    q = torch.arange(Q, device=log_dA.device, dtype=torch.float32) * M
-    V_r = torch.exp(log_dA[:, :, None] * r)  # (H, N2, M)
-    V_q = torch.exp(log_dA[:, None, :] * q[None, :, None])  # (H, Q, N2)
-    W = CB[:, :, None, :] * V_q[None]  # (C, H, Q, N2)
-    K = torch.matmul(W, V_r[None])  # (C, H, Q, M)
-    return 2 * K.real.reshape(C_, H, Q * M)[..., :L]
+    return _VandermondeKernel.apply(CB, log_dA, L)
 
 
 def fast_fft_length(n: int) -> int:
@@ -332,6 +397,66 @@ def fast_fft_length(n: int) -> int:
         n += 1
 
 
+def _circular_conv(u: torch.Tensor, K: torch.Tensor, n: int, keep_spectra: bool):
+    """y = (u ⊛ K)[:L], the length-n circular convolution of the zero-padded u (B, H, L) with K (C, H, <=n)."""
+    L = u.shape[-1]
+    u_f = torch.fft.rfft(u, n=n)  # (B, H, n/2+1)
+    K_f = torch.fft.rfft(K, n=n)  # (C, H, n/2+1)
+    if keep_spectra or K.shape[0] != 1:
+        y_f = u_f[:, None] * K_f[None]
+    else:  # inference: multiply in place, one spectrum-sized buffer less at the peak
+        y_f = u_f.mul_(K_f)[:, None]
+    y = torch.fft.irfft(y_f, n=n)[..., :L]  # (B, C, H, L)
+    return y, (u_f, K_f) if keep_spectra else None
+
+
+def _reflect(x: torch.Tensor, n: int, length: int) -> torch.Tensor:
+    """y[..., t] = x[..., (-t) mod n] for t = 0..length-1, where x holds the first m <= n entries (the rest are 0)."""
+    m = x.shape[-1]
+    first = max(1, n - m + 1)  # y[t] = x[n - t] needs n - t < m
+    y = (torch.zeros if first > 1 else torch.empty)(*x.shape[:-1], length, dtype=x.dtype, device=x.device)
+    y[..., 0] = x[..., 0]
+    if first < length:
+        y[..., first:] = x[..., n - length + 1 : n - first + 1].flip(-1)
+    return y
+
+
+def _sum_dim(x: torch.Tensor, dim: int) -> torch.Tensor:
+    return x.squeeze(dim) if x.shape[dim] == 1 else x.sum(dim)
+
+
+class _FFTConvolution(torch.autograd.Function):
+    """:func:`_circular_conv` with a hand-written backward.
+
+    Autograd's generic backward of ``rfft`` zero-pads the gradient to a full complex length-n signal and runs a
+    complex FFT on it, for u and for K. Here the adjoints are written as correlations, one real FFT each:
+        grad_u = (g ⋆ K)[:L] = irfft(G · conj(K_f))[:L],     grad_K = Σ_b (g ⋆ u)[:Lk] = irfft(Σ_b G · conj(U_f))[:Lk]
+    with G = rfft(g, n) (g zero-padded to n), exact for the circular convolution computed forward. The conjugates
+    are never formed (that costs a full pass over the spectra): with g̃[t] = g[(-t) mod n], rfft(g̃) = conj(G), and
+    irfft(conj Z)[t] = irfft(Z)[(-t) mod n], so both products use the saved spectra as they are.
+    """
+
+    @staticmethod
+    def forward(ctx, u, K, n):
+        y, spectra = _circular_conv(u, K, n, keep_spectra=True)
+        ctx.save_for_backward(*spectra)
+        ctx.lengths = (u.shape[-1], K.shape[-1], n)
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_y):
+        u_f, K_f = ctx.saved_tensors
+        L, Lk, n = ctx.lengths
+        G_conj = torch.fft.rfft(_reflect(grad_y, n, n), n=n)  # conj(rfft(g, n)), (B, C, H, n/2+1)
+        grad_u = grad_K = None
+        if ctx.needs_input_grad[0]:
+            grad_u = _reflect(torch.fft.irfft(_sum_dim(G_conj * K_f[None], 1), n=n), n, L)
+        if ctx.needs_input_grad[1]:
+            grad_K = _reflect(torch.fft.irfft(_sum_dim(G_conj * u_f[:, None], 0), n=n), n, Lk)
+        return grad_u, grad_K, None
+
+
 def fft_conv(u: torch.Tensor, K: torch.Tensor, bidirectional: bool = False) -> torch.Tensor:
     """Causal (or two-sided) convolution of u (B, H, L) with kernels K (Ck, H, Lk) -> (B, C, H, L).
 
@@ -339,15 +464,18 @@ def fft_conv(u: torch.Tensor, K: torch.Tensor, bidirectional: bool = False) -> t
     Bidirectional (K = [K_f; K_b], C = Ck/2): y[t] = Σ_{s<=t} K_f[t-s] u[s] + Σ_{s>t} K_b[s-t-1] u[s].
     The anti-causal taps are shifted by one (K_b[0] multiplies u[t+1]) exactly as in the reference, so trained
     bidirectional weights reproduce.
+
+    Computed as a circular convolution of length n >= L + Lk with a fast FFT size (no wrap-around reaches the first L
+    outputs); the backward pass is :class:`_FFTConvolution`'s.
     """
     L, Lk = u.shape[-1], K.shape[-1]
     n = fast_fft_length(L + Lk)
     if bidirectional:
         K_f, K_b = K.chunk(2, dim=0)
         K = F.pad(K_f, (0, n - Lk)) + F.pad(K_b.flip(-1), (n - Lk, 0))
-    u_f = torch.fft.rfft(u, n=n)  # (B, H, n/2+1)
-    K_f = torch.fft.rfft(K, n=n)  # (C, H, n/2+1)
-    return torch.fft.irfft(u_f[:, None] * K_f[None], n=n)[..., :L]
+    if torch.is_grad_enabled() and (u.requires_grad or K.requires_grad):
+        return _FFTConvolution.apply(u, K, n)
+    return _circular_conv(u, K, n, keep_spectra=False)[0]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -430,8 +558,13 @@ class S4DKernel(nn.Module):
     def discrete_parameters(self, rate: float = 1.0):
         """Return (C (Ck,H,N2), log Ā (H,N2), B̄ (H,N2)), complex64, with dt multiplied by ``rate``.
 
-        A and B are tiled to the H features as h -> h mod S (the reference's ``(v t)`` repeat).
+        A and B are tiled to the H features as h -> h mod S (the reference's ``(v t)`` repeat). Cached while no
+        gradient flows (see :meth:`_cache`).
         """
+        cache = self._cache(rate)
+        return _memoised(cache, ("discrete", rate), lambda: self._discrete_parameters(rate))
+
+    def _discrete_parameters(self, rate: float):
         dt = param_transform(self.inv_dt.float(), self.dt_transform) * rate  # (H, 1) or (H, N2)
         A_real = -param_transform(self.A_real.float(), self.real_transform)
         A = A_real.to(torch.complex64) if self.is_real else torch.complex(A_real, -self.A_imag.float())
@@ -443,9 +576,75 @@ class S4DKernel(nn.Module):
         return self._complex(self.C), log_dA, dB
 
     def kernel(self, L: int, rate: float = 1.0) -> torch.Tensor:
-        """The convolution kernel K (Ck, H, L) of paper eq. 5, K_l = C Ā^l B̄ (times 2·Re)."""
+        """The convolution kernel K (Ck, H, L) of paper eq. 5, K_l = C Ā^l B̄ (times 2·Re).
+
+        While no gradient flows, the longest kernel computed so far (per rate) is kept and shorter ones are its prefix
+        (K_l does not depend on L). Do not modify the result in place.
+        """
+        cache = self._cache(rate)
+        longest = _memoised(cache, ("kernel", rate), None)
+        if longest is not None and longest[0].shape[-1] >= L:
+            return longest[0][..., :L]
         C, log_dA, dB = self.discrete_parameters(rate)
-        return vandermonde_kernel(C * dB, log_dA, L)
+        K = vandermonde_kernel(C * dB, log_dA, L)
+        _memoised(cache, ("kernel", rate), lambda: (K,))
+        return K
+
+    def step_parameters(self, rate: float = 1.0):
+        """(C (Ck,H,N2), Ā (H,N2), B̄ (H,N2)) complex64 for the recurrence, cached as :meth:`discrete_parameters`."""
+        cache = self._cache(rate)
+
+        def compute():
+            C, log_dA, dB = self.discrete_parameters(rate)
+            return C, torch.exp(log_dA), dB
+
+        return _memoised(cache, ("step", rate), compute)
+
+    def _cache(self, rate) -> dict | None:
+        """The store of values derived from the parameters (discrete parameters, kernels), or None when they must be
+        recomputed.
+
+        Caching is used only while no autograd graph is recorded through the parameters (inference, or a frozen SSM)
+        and ``rate`` is a plain number. The store is emptied whenever any parameter differs from the copy taken when
+        it was filled, whatever changed it (optimizer step, ``load_state_dict``, in-place edits through ``.data``,
+        ``.to()``): comparing values costs O(H·N), nothing next to a kernel, and cannot miss a change the way version
+        counters miss edits made through ``.data``.
+        """
+        params = list(self.parameters())
+        if (
+            isinstance(rate, torch.Tensor)
+            or (torch.is_grad_enabled() and any(p.requires_grad for p in params))
+            or torch.compiler.is_compiling()
+        ):
+            return None
+        snapshot = getattr(self, "_cache_snapshot", None)
+        if snapshot is None or len(snapshot) != len(params) or not all(
+            s.shape == p.shape and s.dtype == p.dtype and s.device == p.device and torch.equal(s, p)
+            for s, p in zip(snapshot, params)
+        ):
+            self._cache_snapshot = [p.detach().clone() for p in params]
+            self._cache_entries = {}
+        return self._cache_entries
+
+
+_CACHE_ENTRIES = 8  # per S4DKernel: a few rates x (discrete parameters, step parameters, kernel)
+
+
+def _memoised(cache: dict | None, key, compute):
+    """``compute()`` (a tuple of tensors) stored under ``key`` in ``cache``; the stored value while none of its tensors
+    was modified in place since. ``compute=None`` only looks up (None if absent); ``cache=None`` always computes."""
+    if cache is None:
+        return None if compute is None else compute()
+    entry = cache.get(key)
+    if entry is not None and all(t._version == v for t, v in zip(*entry)):
+        return entry[0]
+    if compute is None:
+        return None
+    value = compute()
+    if key not in cache and len(cache) >= _CACHE_ENTRIES:
+        cache.pop(next(iter(cache)))  # oldest first
+    cache[key] = (value, [t._version for t in value])
+    return value
 
 
 def _no_autocast(device_type: str):
@@ -504,10 +703,11 @@ class S4DLayer(nn.Module):
         with _no_autocast(hidden_states.device.type):
             u = hidden_states.float().transpose(1, 2)  # (B, H, L)
             L = u.shape[-1]
-            C, log_dA, dB = self.kernel.discrete_parameters(rate)
-            K = vandermonde_kernel(C * dB, log_dA, self.kernel_length(L, rate))
+            K = self.kernel.kernel(self.kernel_length(L, rate), rate)
             y = fft_conv(u, K, self.bidirectional)  # (B, C, H, L)
             next_state = None
+            if state is not None or return_state:
+                C, log_dA, dB = self.kernel.discrete_parameters(rate)
             if state is not None:
                 y = y + self._state_contribution(C, log_dA, state, L)
             if return_state:
@@ -538,9 +738,9 @@ class S4DLayer(nn.Module):
         dtype = u_t.dtype
         with _no_autocast(u_t.device.type):
             u = u_t.float()
-            C, log_dA, dB = self.kernel.discrete_parameters(rate)
-            state = torch.exp(log_dA) * state.to(torch.complex64) + dB * u[..., None]
-            y = 2 * torch.einsum("chn,bhn->bch", C, state).real  # (B, C, H)
+            C, dA, dB = self.kernel.step_parameters(rate)
+            state = dA * state.to(torch.complex64) + dB * u[..., None]
+            y = 2 * (C[None] * state[:, None]).sum(-1).real  # (B, C, H)
         y = self._ssm_output(y[..., None], u[..., None], dtype)[:, 0]
         return y, state
 
@@ -550,19 +750,17 @@ def forward_state(u: torch.Tensor, log_dA: torch.Tensor, dB: torch.Tensor, state
 
     u (B, H, L) float, log_dA/dB (H, N2) complex, state (B, H, N2) complex or None -> (B, H, N2) complex64.
     """
-    L = u.shape[-1]
+    L, N2 = u.shape[-1], log_dA.shape[-1]
     # Σ_s u_s Ā^{L-1-s} is a Vandermonde product over the reversed input; with l = L-1-s = q·M + r it becomes a
-    # batched matrix product, as in vandermonde_kernel.
-    M = max(1, int(math.ceil(math.sqrt(L))))
-    Q = (L + M - 1) // M
-    pad = Q * M - L
-    u_rev = F.pad(u.flip(-1), (0, pad)).reshape(*u.shape[:-1], Q, M).to(torch.complex64)  # (B, H, Q, M): l = qM + r
-    r = torch.arange(M, device=u.device, dtype=torch.float32)
-    q = torch.arange(Q, device=u.device, dtype=torch.float32) * M
-    V_r = torch.exp(log_dA[:, None, :] * r[None, :, None])  # (H, M, N2)
-    V_q = torch.exp(log_dA[:, None, :] * q[None, :, None])  # (H, Q, N2)
-    partial = torch.matmul(u_rev, V_r[None])  # (B, H, Q, N2): Σ_r u[qM + r] Ā^r
-    x = (partial * V_q[None]).sum(-2) * dB  # (B, H, N2)
+    # batched matrix product, as in vandermonde_kernel (real input times [Re; Im] of Ā^r: one real product).
+    M, Q = _split_length(L)
+    u_rev = F.pad(u.flip(-1), (0, Q * M - L)).reshape(*u.shape[:-1], Q, M)  # (B, H, Q, M): l = qM + r
+    t = torch.arange(max(M, Q), device=u.device, dtype=torch.float32)
+    V_r = torch.view_as_real(_powers(log_dA[:, None, :], t[:M, None]))  # Ā^r (H, M, N2, 2)
+    V_q = _powers(log_dA[:, None, :], t[:Q, None] * M)  # Ā^{qM} (H, Q, N2)
+    partial = torch.matmul(u_rev, V_r.reshape(*V_r.shape[:-2], 2 * N2))  # (B, H, Q, 2N2): (Re, Im) pairs
+    partial = torch.view_as_complex(partial.reshape(*partial.shape[:-1], N2, 2))  # Σ_r u[qM + r] Ā^r
+    x = (partial * V_q).sum(-2) * dB  # (B, H, N2)
     if state is not None:
         x = x + torch.exp(log_dA * L) * state.to(torch.complex64)
     return x

@@ -1,0 +1,447 @@
+"""Benchmarks of the S4D layer against the naive paper algorithm, a fixed-kernel limit and recurrent baselines.
+
+Not a test: never run in CI. One run measures everything in one process (timings; the variants interleaved and the
+median of several repeats taken, so that a change in machine load hits them all alike) plus one fresh subprocess
+per peak-memory figure.
+
+    python benchmarks/run.py --out benchmarks/results.json
+    python benchmarks/report.py benchmarks/results.json      # tables in benchmarks/BENCHMARKS.md + block.png
+
+Sections (``--sections``):
+  block       one S4D block (S4DLayer: SSM convolution + D -> GELU -> Linear -> GLU), H=256, N=64, B=2, for
+              L in 1k/4k/16k/64k: training forward, forward+backward, inference forward (eval, no_grad), time and
+              peak memory, for
+                ours   S4DLayer as shipped;
+                naive  the paper's two-line kernel, K = 2·Re(einsum(C·B̄, exp(log Ā ⊗ arange(L)))), which
+                       materialises the (H, N/2, L) Vandermonde matrix, followed by the paper's FFT convolution
+                       (torch.fft under autograd);
+                fixed  the same block with a precomputed kernel (no kernel computation, no kernel gradient): the
+                       FFT-convolution limit any kernel algorithm can approach.
+  generation  per-token decoding time at contexts 512 / 4k / 8k, batch 1: our recurrent cache (S4DForCausalLM,
+              one `step` per layer and token), recompute-per-token (the full forward on the whole sequence for
+              every new token, use_cache=False), and transformers' MambaForCausalLM of similar size (pure-torch
+              path: neither mamba_ssm nor causal_conv1d is installed).
+  long        peak memory of one layer's inference forward (H=64, N=64, B=1) at three lengths, a linear fit, the
+              longest L that fits in 24 GiB, and one measured run at L = 1,048,576 (also the naive kernel's fit).
+
+Peak memory (CPU): each figure comes from a fresh subprocess that builds the layer and its inputs, runs the variant
+once at a small length (one-time allocations: thread pools, FFT plans), releases freed heap (malloc_trim), resets
+the kernel's resident-set high-water mark (``echo 5 > /proc/self/clear_refs``), runs the measured call once, and
+reads VmHWM from /proc/self/status. Reported: VmHWM - VmRSS just before the call, i.e. the memory the call itself
+needed on top of the process, its module and its inputs (the analogue of torch.cuda.max_memory_allocated).
+"""
+
+import argparse
+import ctypes
+import datetime
+import gc
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from s4d_hf.modeling.ssm_s4d import S4DLayer, fft_conv  # noqa: E402
+
+GiB = 2**30
+BLOCK = dict(H=256, N=64, B=2)
+BLOCK_LENGTHS = [1024, 4096, 16384, 65536]
+LONG = dict(H=64, N=64, B=1)
+LONG_FIT_LENGTHS = [65536, 131072, 262144]
+LONG_NAIVE_FIT_LENGTHS = [16384, 32768, 65536]
+LONG_RUN_LENGTH = 1_048_576
+BUDGET_BYTES = 24 * GiB
+CONTEXTS = [512, 4096, 8192]
+VARIANTS = ["ours", "naive", "fixed"]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The three block variants
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def make_layer(H: int, N: int, seed: int = 0) -> S4DLayer:
+    """An S4D layer (S4D-LegS, ZOH, the library's defaults) with reproducible random weights."""
+    torch.manual_seed(seed)
+    layer = S4DLayer(H, d_state=N)
+    layer.kernel.reset_parameters()
+    torch.nn.init.normal_(layer.D)
+    return layer
+
+
+def naive_kernel(layer: S4DLayer, L: int) -> torch.Tensor:
+    """The paper's kernel (S4D §3, its listing): 2·Re(C̄ · V_L(Ā)) with the full (H, N/2, L) Vandermonde matrix."""
+    C, log_dA, dB = layer.kernel.discrete_parameters()
+    vandermonde = torch.exp(log_dA[:, :, None] * torch.arange(L, dtype=torch.float32))  # (H, N2, L) complex
+    return 2 * torch.einsum("chn,hnl->chl", C * dB, vandermonde).real
+
+
+def naive_forward(layer: S4DLayer, x: torch.Tensor) -> torch.Tensor:
+    """The paper's layer: naive kernel, FFT convolution with torch.fft under autograd, then the same D/GELU/GLU."""
+    u = x.float().transpose(1, 2)
+    L = u.shape[-1]
+    K = naive_kernel(layer, L)
+    y = torch.fft.irfft(torch.fft.rfft(u, n=2 * L)[:, None] * torch.fft.rfft(K, n=2 * L)[None], n=2 * L)[..., :L]
+    return layer._ssm_output(y, u, x.dtype)
+
+
+class FixedKernel:
+    """The same block with a kernel computed once beforehand: the cost of everything but the kernel."""
+
+    def __init__(self, layer: S4DLayer, L: int):
+        with torch.no_grad():
+            self.K = layer.kernel.kernel(L).clone()
+
+    def __call__(self, layer: S4DLayer, x: torch.Tensor) -> torch.Tensor:
+        u = x.float().transpose(1, 2)
+        return layer._ssm_output(fft_conv(u, self.K), u, x.dtype)
+
+
+def variant_forward(variant: str, layer: S4DLayer, L: int):
+    if variant == "ours":
+        return lambda layer, x: layer(x)[0]
+    if variant == "naive":
+        return naive_forward
+    if variant == "fixed":
+        return FixedKernel(layer, L)
+    raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Measuring
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class Clock:
+    """Wall-clock and process CPU time of a region."""
+
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
+def median_summary(samples: list[float]) -> dict:
+    return {"median_s": statistics.median(samples), "min_s": min(samples), "samples_s": samples}
+
+
+def _status_kib(field: str) -> int:
+    return int(re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M).group(1))
+
+
+def _release_freed_heap():
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:  # not glibc: the baseline may then include freed memory, which only lowers the reported peak
+        pass
+
+
+def peak_of(run) -> dict:
+    """Peak resident memory of ``run()`` above the resident memory just before it (this process, Linux)."""
+    _release_freed_heap()
+    before = _status_kib("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+    with Clock() as clock:
+        run()
+    peak = _status_kib("VmHWM")
+    return {"peak_bytes": (peak - before) * 1024, "rss_before_bytes": before * 1024, "wall_s": clock.wall}
+
+
+def probe(spec: dict) -> dict:
+    """Body of a memory subprocess: one block call (kind=block) described by ``spec``."""
+    torch.set_num_threads(spec["threads"])
+    H, N, B, L, variant, mode = (spec[k] for k in ("H", "N", "B", "L", "variant", "mode"))
+
+    def call(layer, length):
+        fwd = variant_forward(variant, layer, length)
+        x = torch.randn(B, length, H, requires_grad=(mode == "train"))
+        if mode == "train":
+            return lambda: fwd(layer, x).backward(torch.ones(B, length, H))  # ones: no extra (B, L, H) tensor
+        layer.eval()
+
+        def infer():
+            with torch.no_grad():
+                fwd(layer, x)
+
+        return infer
+
+    warmup_layer = make_layer(H, N)
+    call(warmup_layer, 256)()
+    del warmup_layer
+    layer = make_layer(H, N)
+    run = call(layer, L)
+    return peak_of(run)
+
+
+def measure_peak(spec: dict) -> dict:
+    """Run :func:`probe` in a fresh interpreter and return its result (with the command's spec)."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--probe", json.dumps(spec)]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    if done.returncode != 0:
+        return {**spec, "error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"rc {done.returncode}"}
+    return {**spec, **json.loads(done.stdout.strip().splitlines()[-1])}
+
+
+def linear_fit(points: list[tuple[int, int]]) -> dict:
+    """Least-squares peak = intercept + slope·L, its worst relative residual, and the L where it reaches 24 GiB."""
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    intercept = my - slope * mx
+    residual = max(abs(intercept + slope * x - y) / y for x, y in zip(xs, ys))
+    return {"slope_bytes_per_step": slope, "intercept_bytes": intercept, "max_relative_residual": residual,
+            "max_length_in_budget": int((BUDGET_BYTES - intercept) / slope)}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Sections
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def block_section(args) -> dict:
+    H, N, B = BLOCK["H"], BLOCK["N"], BLOCK["B"]
+    results = {"config": {**BLOCK, "lengths": BLOCK_LENGTHS, "repeats": args.repeats,
+                          "naive_max_gb": args.naive_max_gb}, "rows": []}
+    memory = {}
+    for L in BLOCK_LENGTHS:  # memory first (subprocesses): it also decides which naive runs fit
+        for variant in VARIANTS:
+            for mode in ("train", "infer"):
+                projected = None
+                if variant == "naive" and L == BLOCK_LENGTHS[-1]:  # projected from the shorter lengths
+                    fit = linear_fit([(l, memory[("naive", l, mode)]["peak_bytes"]) for l in BLOCK_LENGTHS[:-1]])
+                    projected = fit["intercept_bytes"] + fit["slope_bytes_per_step"] * L
+                if projected is not None and projected > args.naive_max_gb * GiB:
+                    memory[(variant, L, mode)] = {"skipped": f"projected {projected / GiB:.1f} GiB > {args.naive_max_gb} GiB",
+                                                  "projected_peak_bytes": projected}
+                    continue
+                spec = dict(kind="block", variant=variant, mode=mode, L=L, H=H, N=N, B=B, threads=args.threads)
+                memory[(variant, L, mode)] = measure_peak(spec)
+                log(f"  memory {variant:5s} {mode:5s} L={L:6d}: "
+                    f"{memory[(variant, L, mode)].get('peak_bytes', float('nan')) / 2**20:8.0f} MiB")
+    for L in BLOCK_LENGTHS:
+        runnable = [v for v in VARIANTS if "skipped" not in memory[(v, L, "train")]]
+        layer = make_layer(H, N)
+        forwards = {v: variant_forward(v, layer, L) for v in runnable}
+        x = torch.randn(B, L, H, requires_grad=True)
+        grad = torch.randn(B, L, H)
+        samples = {v: {"fwd": [], "fwd_bwd": [], "fwd_bwd_cpu": [], "infer": [], "infer_cpu": []} for v in runnable}
+        for repeat in range(args.repeats + 1):  # the first round is a warm-up, not recorded
+            for v in runnable:
+                layer.train()
+                layer.zero_grad(set_to_none=True)
+                x.grad = None
+                with Clock() as total:
+                    with Clock() as forward:
+                        y = forwards[v](layer, x)
+                    y.backward(grad)
+                del y
+                layer.eval()
+                with torch.no_grad(), Clock() as infer:
+                    forwards[v](layer, x)
+                if repeat:
+                    s = samples[v]
+                    s["fwd"].append(forward.wall)
+                    s["fwd_bwd"].append(total.wall)
+                    s["fwd_bwd_cpu"].append(total.cpu)
+                    s["infer"].append(infer.wall)
+                    s["infer_cpu"].append(infer.cpu)
+        for v in VARIANTS:
+            row = {"L": L, "variant": v, "memory_train": memory[(v, L, "train")], "memory_infer": memory[(v, L, "infer")]}
+            if v in samples:
+                row.update({k: median_summary(vals) for k, vals in samples[v].items()})
+            results["rows"].append(row)
+            if v in samples:
+                log(f"  time   {v:5s} L={L:6d}: fwd {row['fwd']['median_s']:.3f}s  fwd+bwd {row['fwd_bwd']['median_s']:.3f}s"
+                    f"  infer {row['infer']['median_s']:.3f}s")
+        del layer, forwards, x, grad
+        gc.collect()
+    return results
+
+
+def generation_section(args) -> dict:
+    import transformers
+    from transformers import MambaConfig, MambaForCausalLM
+
+    from s4d_hf import S4DConfig, S4DForCausalLM
+
+    transformers.logging.set_verbosity_error()  # the "falling back to the PyTorch implementation" notices
+    vocab = 1024
+    torch.manual_seed(0)
+    s4d = S4DForCausalLM(S4DConfig(vocab_size=vocab, d_model=256, n_layers=10, d_state=64, prenorm=True)).eval()
+    mamba = MambaForCausalLM(MambaConfig(vocab_size=vocab, hidden_size=256, num_hidden_layers=4, state_size=16,
+                                         expand=2)).eval()
+
+    def non_embedding(model):
+        return sum(p.numel() for n, p in model.named_parameters() if "embed" not in n and "lm_head" not in n)
+
+    results = {"config": {"batch": 1, "vocab": vocab, "contexts": CONTEXTS, "steps": args.gen_steps,
+                          "s4d": "d_model 256, 10 layers, d_state 64", "mamba": "hidden 256, 4 layers, state 16, expand 2",
+                          "s4d_non_embedding_params": non_embedding(s4d),
+                          "mamba_non_embedding_params": non_embedding(mamba)}, "rows": []}
+
+    def cached_decoder(model):
+        """A callable decoding one token per call through the model's cache (as generate() does)."""
+        state = {}
+
+        def start(prompt):
+            out = model(prompt, use_cache=True)
+            state.update(cache=out.cache, token=out.logits[:, -1:].argmax(-1))
+
+        def step():
+            out = model(state["token"], cache=state["cache"], use_cache=True)
+            state["token"] = out.logits[:, -1:].argmax(-1)
+
+        return start, step
+
+    def recompute_decoder(model):
+        state = {}
+
+        def start(prompt):
+            state["seq"] = prompt
+
+        def step():
+            logits = model(state["seq"], use_cache=False).logits[:, -1]
+            state["seq"] = torch.cat([state["seq"], logits.argmax(-1, keepdim=True)], dim=1)
+
+        return start, step
+
+    with torch.no_grad():
+        for T in CONTEXTS:
+            prompt = torch.randint(0, vocab, (1, T))
+            decoders = {"s4d_recurrent": cached_decoder(s4d), "s4d_recompute": recompute_decoder(s4d),
+                        "mamba_recurrent": cached_decoder(mamba)}
+            for start, _ in decoders.values():
+                start(prompt)
+            samples = {name: [] for name in decoders}
+            steps_per_round = {"s4d_recurrent": 10, "mamba_recurrent": 10, "s4d_recompute": 1}
+            rounds = max(3, args.gen_steps // 10)
+            for r in range(rounds + 1):  # interleaved rounds; the first is a warm-up
+                for name, (_, step) in decoders.items():
+                    for _ in range(steps_per_round[name]):
+                        with Clock() as clock:
+                            step()
+                        if r:
+                            samples[name].append(clock.wall)
+            for name, values in samples.items():
+                results["rows"].append({"context": T, "method": name, **median_summary(values)})
+                log(f"  generation {name:16s} context {T:5d}: {statistics.median(values) * 1e3:8.2f} ms/token")
+    return results
+
+
+def long_section(args) -> dict:
+    H, N, B = LONG["H"], LONG["N"], LONG["B"]
+    results = {"config": {**LONG, "mode": "inference forward (eval, no_grad)", "budget_bytes": BUDGET_BYTES}}
+    for variant, lengths in (("ours", LONG_FIT_LENGTHS), ("naive", LONG_NAIVE_FIT_LENGTHS)):
+        points = []
+        for L in lengths:
+            m = measure_peak(dict(kind="block", variant=variant, mode="infer", L=L, H=H, N=N, B=B, threads=args.threads))
+            points.append(m)
+            log(f"  long {variant} L={L}: {m.get('peak_bytes', float('nan')) / 2**20:.0f} MiB")
+        results[f"{variant}_points"] = points
+        results[f"{variant}_fit"] = linear_fit([(m["L"], m["peak_bytes"]) for m in points])
+    fit = results["ours_fit"]
+    expected = fit["intercept_bytes"] + fit["slope_bytes_per_step"] * LONG_RUN_LENGTH
+    if expected > 0.5 * BUDGET_BYTES:
+        results["run"] = {"L": LONG_RUN_LENGTH, "skipped": f"the fit predicts {expected / GiB:.1f} GiB; not run on a shared machine"}
+    else:
+        m = measure_peak(dict(kind="block", variant="ours", mode="infer", L=LONG_RUN_LENGTH, H=H, N=N, B=B,
+                              threads=args.threads))
+        results["run"] = {**m, "predicted_peak_bytes": expected}
+        log(f"  long ours L={LONG_RUN_LENGTH}: {m.get('peak_bytes', float('nan')) / GiB:.2f} GiB in {m.get('wall_s', 0):.1f}s")
+    return results
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Driver
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def log(message: str):
+    print(message, file=sys.stderr, flush=True)
+
+
+def tiny_op_latency_us(threads: int) -> float:
+    """Median time of a 256-element GELU with ``threads`` intra-op threads (see 'Threads' in BENCHMARKS.md)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    x, samples = torch.randn(1, 1, 256), []
+    for _ in range(30):
+        with Clock() as clock:
+            F.gelu(x)
+        samples.append(clock.wall)
+    torch.set_num_threads(before)
+    return statistics.median(samples) * 1e6
+
+
+def machine() -> dict:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = re.search(r"model name\s*:\s*(.*)", cpuinfo)
+    meminfo = Path("/proc/meminfo").read_text()
+    return {
+        "cpu": model.group(1) if model else platform.processor(), "cpu_count": os.cpu_count(),
+        "mem_total_bytes": int(re.search(r"MemTotal:\s+(\d+)", meminfo).group(1)) * 1024,
+        "torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
+        "loadavg_start": os.getloadavg(),
+        "tiny_op_us": {"threads_used": tiny_op_latency_us(torch.get_num_threads()), "two_threads": tiny_op_latency_us(2)},
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results.json")
+    parser.add_argument("--sections", default="block,generation,long",
+                        help="comma-separated subset of block, generation, long")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats per block configuration (median)")
+    parser.add_argument("--gen-steps", type=int, default=40, help="timed decoding steps per method and context")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (default 1: see 'Threads' in BENCHMARKS.md)")
+    parser.add_argument("--naive-max-gb", type=float, default=8.0,
+                        help="skip naive configurations whose projected peak exceeds this (shared machine)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the script, not results")
+    parser.add_argument("--probe", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.probe:
+        print(json.dumps(probe(json.loads(args.probe))))
+        return 0
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = set(sections) - {"block", "generation", "long"}
+    if unknown:
+        parser.error(f"--sections: unknown {sorted(unknown)}; expected a subset of block, generation, long")
+    if args.quick:
+        global BLOCK_LENGTHS, CONTEXTS, LONG_FIT_LENGTHS, LONG_NAIVE_FIT_LENGTHS, LONG_RUN_LENGTH
+        BLOCK_LENGTHS, CONTEXTS = [256, 1024, 4096, 32768], [64, 256]
+        LONG_FIT_LENGTHS, LONG_NAIVE_FIT_LENGTHS, LONG_RUN_LENGTH = [4096, 8192, 16384], [1024, 2048, 4096], 65536
+        args.repeats, args.gen_steps, args.naive_max_gb = 1, 10, 0.5
+    torch.set_num_threads(args.threads)
+    results = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": machine()}
+    runners = {"block": block_section, "generation": generation_section, "long": long_section}
+    for name in sections:
+        log(f"[{name}]")
+        with Clock() as clock:
+            results[name] = runners[name](args)
+        results[name]["section_wall_s"] = clock.wall
+    results["machine"]["loadavg_end"] = os.getloadavg()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    tmp.write_text(json.dumps(results, indent=1))
+    tmp.replace(args.out)
+    log(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
