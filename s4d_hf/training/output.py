@@ -169,7 +169,8 @@ def write_output(job, result) -> Path:
         _json(tmp / "all_results.json", results)
         _json(tmp / "eval_results.json", {**result.eval_metrics, **result.test_metrics})
         _json(tmp / "log_history.json", result.log_history)
-        _json(tmp / "training_args.json", {k: v for k, v in vars(job.args).items() if not k.startswith("_")})
+        _json(tmp / "training_args.json", {**{k: v for k, v in vars(job.args).items() if not k.startswith("_")},
+                                           "command": job.command})
         write_model_card(tmp, task=job.task, dataset=job.args.dataset, splits=job.splits, config=model.config,
                          results=results, command=job.command, world_size=result.world_size,
                          backend=job.args.backend, has_processor=has_processor)
