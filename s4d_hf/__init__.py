@@ -5,6 +5,8 @@ Importing this package registers S4D with transformers' Auto classes.
 
 from transformers import (
     AutoConfig,
+    AutoFeatureExtractor,
+    AutoImageProcessor,
     AutoModel,
     AutoModelForAudioClassification,
     AutoModelForCausalLM,
@@ -25,6 +27,15 @@ from .modeling import (
     S4DSequenceClassifierOutput,
     ssm_parameter_groups,
 )
+from .pipelines import S4DAudioClassificationPipeline, TimeSeriesClassificationPipeline, register_pipelines
+from .processing import (
+    BYTE_VOCAB_SIZE,
+    S4DFeatureExtractor,
+    S4DImageProcessor,
+    S4DTimeSeriesProcessor,
+    byte_tokenizer,
+)
+from .streaming import S4DStreamer
 
 __version__ = "0.1.0"
 
@@ -42,6 +53,19 @@ def _register():
     S4DForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
     S4DForCausalLM.register_for_auto_class("AutoModelForCausalLM")
 
+    # Processors. One feature extractor per config class: S4DConfig -> the audio extractor (the fallback when a
+    # folder's preprocessor_config.json names no class). The time-series processor is registered under its own name
+    # (the mapping accepts string keys) so that AutoFeatureExtractor finds it by the feature_extractor_type that
+    # save_pretrained writes, which transformers reads first.
+    AutoFeatureExtractor.register(S4DConfig, S4DFeatureExtractor, exist_ok=True)
+    AutoFeatureExtractor.register(S4DTimeSeriesProcessor.__name__, S4DTimeSeriesProcessor, exist_ok=True)
+    S4DFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
+    S4DTimeSeriesProcessor.register_for_auto_class("AutoFeatureExtractor")
+    if S4DImageProcessor is not None:  # Pillow installed
+        AutoImageProcessor.register(S4DConfig, image_processor_classes={"pil": S4DImageProcessor}, exist_ok=True)
+        S4DImageProcessor.register_for_auto_class("AutoImageProcessor")
+    register_pipelines()
+
 
 _register()
 
@@ -57,4 +81,12 @@ __all__ = [
     "S4DKernel",
     "S4DLayer",
     "ssm_parameter_groups",
+    "S4DFeatureExtractor",
+    "S4DImageProcessor",
+    "S4DTimeSeriesProcessor",
+    "byte_tokenizer",
+    "BYTE_VOCAB_SIZE",
+    "TimeSeriesClassificationPipeline",
+    "S4DAudioClassificationPipeline",
+    "S4DStreamer",
 ]

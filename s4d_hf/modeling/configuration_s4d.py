@@ -5,7 +5,7 @@ from transformers import PreTrainedConfig
 
 
 _CHOICES = {
-    "init": ("legs", "inv", "lin", "real", "diag"),
+    "init": ("legs", "inv", "lin", "real", "diag", "legs-ptd"),
     "disc": ("zoh", "bilinear"),
     "dt_transform": ("exp", "softplus"),
     "real_transform": ("exp", "relu", "softplus", "none"),
@@ -38,7 +38,8 @@ class S4DConfig(PreTrainedConfig):
         layer_norm_eps (`float`, defaults to 1e-5).
 
     SSM:
-        init: "legs" (S4D-LegS), "inv" (S4D-Inv), "lin" (S4D-Lin), "real" (S4D-Real) or "diag" (half inv, half lin).
+        init: "legs" (S4D-LegS), "inv" (S4D-Inv), "lin" (S4D-Lin), "real" (S4D-Real), "diag" (half inv, half lin)
+            or "legs-ptd" (S4-PTD: perturbed-then-diagonalised HiPPO-LegS, Yu et al. 2024).
         disc: "zoh" or "bilinear".
         dt_min, dt_max: range of the log-uniform initial step size.
         dt_tie (`bool`, defaults to True): one dt per feature (else one per mode).

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The exact commands that produced the shipped checkpoints (2-core CPU; see each card for the measured time).
+# Usage: bash checkpoints/recipes.sh [NAME ...]   (default: all). Then: s4d-hf release checkpoints/NAME
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SELECTED="${*:-}"
+
+if [ -z "$SELECTED" ] || [[ " $SELECTED " == *" s4d-tecator "* ]]; then
+  s4d-hf train --task time-series-regression --dataset tecator --d-model 64 --n-layers 4 --d-state 64 \
+    --bidirectional --epochs 40 --batch-size 16 --lr 5e-3 --seed 0 \
+    --output-dir checkpoints/s4d-tecator --overwrite --no-progress
+fi
+if [ -z "$SELECTED" ] || [[ " $SELECTED " == *" s4d-plaid "* ]]; then
+  s4d-hf train --task time-series-classification --dataset plaid --dataset-option downsample=2 \
+    --d-model 64 --n-layers 4 --d-state 64 --bidirectional --epochs 20 --batch-size 32 --lr 1e-2 --seed 0 \
+    --output-dir checkpoints/s4d-plaid --overwrite --no-progress
+fi
+if [ -z "$SELECTED" ] || [[ " $SELECTED " == *" s4d-shakespeare "* ]]; then
+  s4d-hf train --task causal-lm --dataset shakespeare --d-model 128 --n-layers 4 --d-state 64 --prenorm \
+    --max-steps 600 --eval-steps 200 --batch-size 32 --lr 5e-3 --dataset-option max_eval_samples=200 --seed 0 \
+    --output-dir checkpoints/s4d-shakespeare --overwrite --no-progress
+fi
+if [ -z "$SELECTED" ] || [[ " $SELECTED " == *" s4d-fashion-mnist "* ]]; then
+  s4d-hf train --task image-classification --dataset fashion-mnist --d-model 64 --n-layers 4 --d-state 64 \
+    --bidirectional --epochs 1 --batch-size 64 --lr 1e-2 --seed 0 \
+    --output-dir checkpoints/s4d-fashion-mnist --overwrite --no-progress
+fi
+if [ -z "$SELECTED" ] || [[ " $SELECTED " == *" s4d-spoken-digits "* ]]; then
+  s4d-hf train --task audio-classification --dataset spoken-digits --dataset-option n_per_class=100 \
+    --d-model 32 --n-layers 3 --d-state 32 --bidirectional --epochs 4 --batch-size 16 --lr 1e-2 --seed 0 \
+    --output-dir checkpoints/s4d-spoken-digits --overwrite --no-progress
+fi

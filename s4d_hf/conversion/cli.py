@@ -1,0 +1,77 @@
+"""``s4d-hf convert SRC OUT``: a state-spaces/s4 S4D checkpoint -> a verified Hugging Face folder."""
+
+import argparse
+import os
+import sys
+
+_FORMATS = ("auto", "example", "s4block", "lightning")
+
+
+def _labels(text: str) -> list[str]:
+    labels = [s.strip() for s in text.split(",")]
+    if not all(labels):
+        raise argparse.ArgumentTypeError(f"--labels expects comma-separated class names; got {text!r}")
+    return labels
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("src", metavar="SRC", help="checkpoint: example.py ckpt.pth, an S4Block model's state dict, "
+                        "a Lightning .ckpt or its .pt state dict")
+    parser.add_argument("out", metavar="OUT", help="folder to create (save_pretrained layout + README.md)")
+    parser.add_argument("--format", choices=_FORMATS, default="auto",
+                        help="example (example.py + s4d.py), s4block (example.py-style + s4.py S4Block), lightning "
+                        "(the training framework); default: detect from the key names")
+    parser.add_argument("--config", metavar="PATH", help="the framework run's .hydra/config.yaml or hparams.yaml "
+                        "(needed for a lightning .pt; overrides a .ckpt's hyper_parameters)")
+    group = parser.add_argument_group("options not stored in the weights (default: the config, else the reference's "
+                                      "default for the format)")
+    group.add_argument("--disc", choices=("zoh", "bilinear"), help="discretization (S4Block default zoh)")
+    group.add_argument("--dt-transform", choices=("exp", "softplus"),
+                       help="dt = transform(inv_dt) (S4Block default exp; framework preset softplus)")
+    group.add_argument("--real-transform", choices=("exp", "relu", "softplus", "none"),
+                       help="Re A = -transform(A_real) (default exp)")
+    group.add_argument("--prenorm", action=argparse.BooleanOptionalAction, default=None,
+                       help="example-style models: pre-norm blocks (example.py default: post-norm)")
+    group.add_argument("--final-act", choices=("glu", "id"), help="activation after output_linear, when the weights "
+                       "map H -> H features (glu is read from the shapes)")
+    group.add_argument("--decoder-mode", choices=("pool", "last"), help="framework SequenceDecoder mode: mean over "
+                       "the sequence, or its last position")
+    group.add_argument("--l-max", type=int, help="kernel length limit (framework model.layer.l_max)")
+    group.add_argument("--task", choices=("classification", "multilabel", "regression"),
+                       help="problem type of the head (framework: from task.loss)")
+    group.add_argument("--num-labels", type=int, help="check: number of decoder outputs")
+    group.add_argument("--labels", type=_labels, help="comma-separated class names (id2label)")
+    parser.add_argument("--tolerance", type=float, default=1e-4,
+                        help="verification tolerance, relative to max(1, max |reference|) (default 1e-4)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    parser.add_argument("--force", action="store_true", help="write even if verification fails (the card says so)")
+    parser.add_argument("--trust-pickle", action="store_true",
+                        help="unpickle SRC without restrictions; CAN EXECUTE CODE from the file: trusted files only")
+
+
+def run(args: argparse.Namespace) -> int:
+    from transformers.utils import logging as hf_logging
+
+    from . import ConversionError, convert
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # stdout reports the conversion; stderr is kept for the one-line errors
+    flags = {name: getattr(args, name) for name in ("disc", "dt_transform", "real_transform", "prenorm", "final_act",
+                                                    "decoder_mode", "l_max", "task", "num_labels", "labels")}
+    try:
+        convert(args.src, args.out, format=args.format, config=args.config, overwrite=args.overwrite,
+                force=args.force, trust_pickle=args.trust_pickle, tolerance=args.tolerance, **flags)
+    except ConversionError as e:
+        print(f"s4d-hf convert: error: {_one_line(e)}", file=sys.stderr)
+        return 1
+    except Exception as e:  # noqa: BLE001 - a bug; still one line unless asked for the traceback
+        if os.environ.get("S4D_HF_DEBUG"):
+            raise
+        print(f"s4d-hf convert: error: unexpected {type(e).__name__}: {_one_line(e)} "
+              "(set S4D_HF_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())

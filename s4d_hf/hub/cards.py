@@ -1,0 +1,302 @@
+"""Model cards for s4d-hf checkpoints: README.md with Hub metadata, rendered from ``model_cards/s4d_model_card.md.j2``.
+
+    render_model_card(folder, info) -> str      the card's text (YAML metadata + Markdown)
+    write_model_card(folder, info) -> Path      writes FOLDER/README.md (atomically)
+    read_card_metrics(folder) -> dict           {metric type: value} of the card's model-index (what evaluate checks)
+
+Every number in a card comes from ``info``, and every number in ``info`` must come from a command in the repository
+(training log, ``s4d-hf evaluate``, the baseline command). The only number computed here is the parameter count,
+read from the folder's ``model.safetensors``.
+
+The ``info`` dict
+-----------------
+Required keys::
+
+    model_name     str    card title and model-index name, e.g. "s4d-fashion-mnist"
+    task           str    one of TASKS: "audio-classification", "image-classification",
+                          "time-series-classification", "time-series-regression", "text-generation"
+    dataset        dict   the data the model was trained and tested on:
+        id           str    `datasets:` metadata and model-index dataset type; the Hub dataset id when the same data
+                            is on the Hub (e.g. "zalando-datasets/fashion_mnist"), else a short name
+        name         str    display name, e.g. "Fashion-MNIST"
+        description  str    one or two sentences: what the examples and labels are
+        source       str    provenance: where the files came from (package and version, URL, generator command)
+        license      str    the data's licence, e.g. "MIT"
+        splits       dict   split name -> how it was made and its size; must contain the test split
+        citation     str    optional: how to cite the data (BibTeX or text)
+    metrics        dict   {metric type: float} measured on the test split, e.g. {"accuracy": 0.912}; these go into
+                          the model-index and are the keys `s4d-hf evaluate FOLDER` prints
+    baseline       dict   a same-split baseline, for honesty:
+        name         str    e.g. "logistic regression on pixels"
+        metric       str    one of the keys of `metrics`
+        value        float  its score on the same test split
+        command      str    the command that produced `value`
+        params       int    optional: the baseline's parameter count
+        description  str    optional: one sentence on how it was fitted
+    command        str    the exact training command
+    training_time  str    measured wall-clock time, e.g. "14 min"
+    hardware       str    what it was trained on, e.g. "2 CPU cores (x86-64), no GPU"
+    limitations    list[str]  what the model does not do / was not tested on
+
+Optional keys::
+
+    license        str    the model's licence as a Hub licence id (default "apache-2.0")
+    test_split     str    the split `metrics` were measured on (default "test")
+    repo_id        str    Hub repository used in the loading snippet (default "<user>/<folder name>")
+    summary        str    a paragraph under the title
+    intended_use   str    default: a sentence for research and demonstration use
+    tags           list[str]  added to the default tags (s4d, state-space-model, s4d-hf, custom_code, task tags)
+    plots          list[{file, caption}]  PNG files in the folder to embed; default: every *.png in the folder
+    extra_results  list[{name, description, metrics: {type: float}}]  further evaluations (another test set, another
+                          sampling rate), shown in the card body only: the model-index holds the test split alone
+    n_params       int    if given, must equal the count read from model.safetensors
+    evaluate_folder str   the folder argument shown for `s4d-hf evaluate` (default: the folder as given, relative to
+                          the working directory when inside it)
+
+Metadata: ``library_name: transformers``. The checkpoint is loaded by transformers' Auto classes (custom code through
+``auto_map`` in config.json), so that is the library that does the work, and the Hub shows its "Use this model"
+snippet (with ``trust_remote_code=True`` for repositories that carry an ``auto_map``) and counts downloads through
+config.json. ``s4d-hf`` is not a library known to the Hub: as ``library_name`` it would get neither; it is a tag.
+"""
+
+import json
+import math
+import numbers
+import os
+import struct
+import tempfile
+from pathlib import Path
+
+TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "model_cards"
+TEMPLATE_NAME = "s4d_model_card.md.j2"
+
+# task -> Hub pipeline_tag, display name, extra tags. The Hub has no time-series classification or regression task;
+# a fixed-length series is a row of ordered features, so the tabular tasks are the nearest (tagged "time-series").
+TASKS = {
+    "audio-classification": {"pipeline_tag": "audio-classification", "name": "Audio classification",
+                             "tags": ["audio", "raw-waveform"]},
+    "image-classification": {"pipeline_tag": "image-classification", "name": "Image classification",
+                             "tags": ["vision", "pixel-sequence"]},
+    "time-series-classification": {"pipeline_tag": "tabular-classification", "name": "Time-series classification",
+                                   "tags": ["time-series", "time-series-classification"]},
+    "time-series-regression": {"pipeline_tag": "tabular-regression", "name": "Time-series regression",
+                               "tags": ["time-series", "time-series-regression"]},
+    "text-generation": {"pipeline_tag": "text-generation", "name": "Causal language modelling",
+                        "tags": ["byte-level", "causal-lm"]},
+}
+BASE_TAGS = ["s4d", "state-space-model", "s4d-hf", "custom_code"]
+REQUIRED_KEYS = ("model_name", "task", "dataset", "metrics", "baseline", "command", "training_time", "hardware",
+                 "limitations")
+DATASET_KEYS = ("id", "name", "description", "source", "license", "splits")
+BASELINE_KEYS = ("name", "metric", "value", "command")
+# Buffers saved next to the weights; they are not parameters.
+_BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def _fail(name: str, value, expected: str):
+    raise ValueError(f"info[{name!r}] = {value!r}: expected {expected}")
+
+
+def _text(d: dict, key: str, where: str) -> str:
+    value = d.get(key)
+    if not isinstance(value, str) or not value.strip():
+        _fail(f"{where}{key}", value, "a non-empty string")
+    return value.strip()
+
+
+def _number(value, name: str) -> float | int:
+    """A finite metric value as a plain Python number (numpy scalars would not survive the YAML dump)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        _fail(name, value, "a finite number measured by a command in the repository")
+    return int(value) if isinstance(value, numbers.Integral) else float(value)
+
+
+def count_parameters(folder) -> int:
+    """Number of parameters in FOLDER/model.safetensors, read from its header (no tensor is loaded).
+
+    Tied weights are stored once, so they count once; BatchNorm running statistics are buffers, not parameters.
+    """
+    path = Path(folder) / "model.safetensors"
+    with open(path, "rb") as f:
+        (header_len,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(header_len))
+    return sum(math.prod(t["shape"]) for name, t in header.items()
+               if name != "__metadata__" and not name.endswith(_BUFFER_SUFFIXES))
+
+
+def _plots(folder: Path, plots) -> list[tuple[str, str]]:
+    if plots is None:
+        files = sorted(p.name for p in folder.glob("*.png"))
+        return [(f, Path(f).stem.replace("_", " ").capitalize()) for f in files]
+    if not isinstance(plots, list):
+        _fail("plots", plots, "a list of {'file': 'x.png', 'caption': '...'}")
+    out = []
+    for i, plot in enumerate(plots):
+        if not isinstance(plot, dict) or not isinstance(plot.get("file"), str):
+            _fail(f"plots[{i}]", plot, "a dict with 'file' (a PNG in the folder) and 'caption'")
+        if Path(plot["file"]).suffix.lower() != ".png" or not (folder / plot["file"]).is_file():
+            _fail(f"plots[{i}]['file']", plot["file"], f"a PNG file present in {folder}")
+        out.append((plot["file"], plot.get("caption") or Path(plot["file"]).stem.replace("_", " ").capitalize()))
+    return out
+
+
+def check_info(folder, info: dict) -> dict:
+    """Validate ``info`` (schema in the module docstring) and return a copy with the optional keys filled in.
+
+    Raises ValueError naming the key, the value received and what was expected.
+    """
+    if not isinstance(info, dict):
+        raise TypeError(f"info must be a dict, got {type(info).__name__}")
+    missing = [k for k in REQUIRED_KEYS if k not in info]
+    if missing:
+        raise ValueError(f"info is missing required key(s) {missing}; see s4d_hf.hub.cards for the schema")
+    info = dict(info)
+    for key in ("model_name", "command", "training_time", "hardware"):
+        info[key] = _text(info, key, "")
+    if info["task"] not in TASKS:
+        _fail("task", info["task"], f"one of {sorted(TASKS)}")
+
+    dataset = info["dataset"]
+    if not isinstance(dataset, dict):
+        _fail("dataset", dataset, f"a dict with keys {list(DATASET_KEYS)}")
+    dataset = dict(dataset)
+    for key in DATASET_KEYS[:-1]:
+        dataset[key] = _text(dataset, key, "dataset.")
+    dataset.setdefault("citation", None)
+    info["dataset"] = dataset
+    info.setdefault("test_split", "test")
+    splits = dataset["splits"]
+    if not isinstance(splits, dict) or info["test_split"] not in splits:
+        _fail("dataset.splits", splits, f"a dict of split name -> description that includes {info['test_split']!r}")
+
+    metrics = info["metrics"]
+    if not isinstance(metrics, dict) or not metrics:
+        _fail("metrics", metrics, "a non-empty dict {metric type: value}, e.g. {'accuracy': 0.912}")
+    info["metrics"] = metrics = {name: _number(value, f"metrics.{name}") for name, value in metrics.items()}
+
+    baseline = info["baseline"]
+    if not isinstance(baseline, dict) or any(k not in baseline for k in BASELINE_KEYS):
+        _fail("baseline", baseline, f"a dict with keys {list(BASELINE_KEYS)} (a same-split baseline)")
+    baseline = {"params": None, "description": None, **baseline}
+    for key in ("name", "command"):
+        baseline[key] = _text(baseline, key, "baseline.")
+    if baseline["metric"] not in metrics:
+        _fail("baseline.metric", baseline["metric"], f"one of the card's metrics {list(metrics)}")
+    baseline["value"] = _number(baseline["value"], "baseline.value")
+    info["baseline"] = baseline
+
+    limitations = info["limitations"]
+    if isinstance(limitations, str) or not isinstance(limitations, list) or not limitations \
+            or not all(isinstance(x, str) and x.strip() for x in limitations):
+        _fail("limitations", limitations, "a non-empty list of sentences")
+
+    extra = info.get("extra_results", [])
+    if not isinstance(extra, list):
+        _fail("extra_results", extra, "a list of {'name', 'description', 'metrics'}")
+    info["extra_results"] = []
+    for i, result in enumerate(extra):
+        if not isinstance(result, dict) or not isinstance(result.get("metrics"), dict) or not result["metrics"]:
+            _fail(f"extra_results[{i}]", result, "a dict with 'name', 'description' and a non-empty 'metrics' dict")
+        info["extra_results"].append({
+            "name": _text(result, "name", f"extra_results[{i}]."), "description": result.get("description") or "",
+            "metrics": {k: _number(v, f"extra_results[{i}].metrics.{k}") for k, v in result["metrics"].items()},
+        })
+
+    license_id = info.setdefault("license", "apache-2.0")
+    if not isinstance(license_id, str) or license_id != license_id.strip().lower() or " " in license_id:
+        _fail("license", license_id, "a Hub licence id such as 'apache-2.0' or 'mit'")
+    tags = info.setdefault("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        _fail("tags", tags, "a list of strings")
+    folder = Path(folder)
+    info.setdefault("repo_id", f"<user>/{folder.resolve().name}")
+    info.setdefault("summary", "")
+    task_name = TASKS[info["task"]]["name"].lower()
+    info.setdefault("intended_use",
+                    f"Research on state space models and a worked example of S4D for {task_name} "
+                    f"with the Hugging Face libraries. The model was trained and tested on {dataset['name']} only; it "
+                    "is not meant for decisions about people or for use on other data without re-evaluation.")
+    if "evaluate_folder" not in info:
+        try:
+            info["evaluate_folder"] = str(folder.resolve().relative_to(Path.cwd()))
+        except ValueError:
+            info["evaluate_folder"] = str(folder)
+    return info
+
+
+def _metadata(info: dict) -> str:
+    from huggingface_hub import EvalResult, ModelCardData
+
+    task = TASKS[info["task"]]
+    dataset = info["dataset"]
+    results = [
+        EvalResult(task_type=task["pipeline_tag"], task_name=task["name"], dataset_type=dataset["id"],
+                   dataset_name=dataset["name"], dataset_split=info["test_split"], metric_type=name,
+                   metric_name=f"{info['test_split'].capitalize()} {name}", metric_value=value)
+        for name, value in info["metrics"].items()
+    ]
+    data = ModelCardData(
+        library_name="transformers", pipeline_tag=task["pipeline_tag"], license=info["license"],
+        tags=BASE_TAGS + task["tags"] + [t for t in info["tags"] if t not in BASE_TAGS + task["tags"]],
+        datasets=[dataset["id"]], metrics=list(info["metrics"]),
+        model_name=info["model_name"], eval_results=results,  # eval_results needs model_name (the model-index name)
+    )
+    return data.to_yaml()
+
+
+def _num(value) -> str:
+    return str(value) if isinstance(value, int) else f"{value:.4g}"
+
+
+def render_model_card(folder, info: dict) -> str:
+    """The README.md text for the checkpoint in ``folder`` described by ``info`` (schema: module docstring).
+
+    ``folder`` must hold model.safetensors (its parameter count goes into the card) and the PNG plots to embed.
+    """
+    import jinja2
+
+    folder = Path(folder)
+    if not (folder / "model.safetensors").is_file():
+        raise ValueError(f"folder {str(folder)!r} has no model.safetensors: expected a saved s4d-hf checkpoint")
+    info = check_info(folder, info)
+    n_params = count_parameters(folder)
+    if info.get("n_params") is not None and info["n_params"] != n_params:
+        _fail("n_params", info["n_params"], f"{n_params}, the count in {folder / 'model.safetensors'}")
+    if not (TEMPLATE_DIR / TEMPLATE_NAME).is_file():
+        raise FileNotFoundError(f"model card template {TEMPLATE_DIR / TEMPLATE_NAME} not found: cards are rendered "
+                                "from a checkout of the s4d-hf repository")
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
+    env.filters["num"] = _num
+    text = env.get_template(TEMPLATE_NAME).render(
+        metadata=_metadata(info).strip(), info=info, t=TASKS[info["task"]], n_params=n_params,
+        plots=_plots(folder, info.get("plots")), repo_id=info["repo_id"], evaluate_folder=info["evaluate_folder"],
+        evaluate_json=json.dumps(info["metrics"]),
+    )
+    return text.rstrip() + "\n"
+
+
+def write_model_card(folder, info: dict) -> Path:
+    """Render the card and write it to FOLDER/README.md (through a temporary file, so never half-written)."""
+    text = render_model_card(folder, info)
+    path = Path(folder) / "README.md"
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".README.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_card_metrics(folder) -> dict:
+    """{metric type: value} of the model-index in FOLDER/README.md: the test-split metrics the card reports."""
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(Path(folder) / "README.md")
+    results = card.data.eval_results or []
+    if not results:
+        raise ValueError(f"{Path(folder) / 'README.md'} has no model-index metrics")
+    return {r.metric_type: r.metric_value for r in results}

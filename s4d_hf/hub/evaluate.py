@@ -1,0 +1,176 @@
+"""``s4d-hf evaluate FOLDER``: recompute a checkpoint's test metrics from the folder alone.
+
+The folder's ``training_args.json`` names the dataset, its options and the seed the run used; the test split is
+re-made from that, in raw units (waveforms, pixels, raw series, text bytes), and goes through the folder's OWN
+processor and model, exactly as a user of the Hub folder would run it. The last line printed is a JSON object
+keyed by the card's model-index metric types, e.g. ``{"accuracy": 0.912, "f1": 0.907}``.
+
+Options for further evaluations (reported separately in cards, never in the model-index):
+
+* ``--dataset SPEC [--dataset-option K=V]``: another test set (e.g. ``spoken-digits-real``);
+* ``--sampling-rate HZ`` (audio): resample the test clips to HZ first, then let the processor handle the rate
+  change with its ``rate_policy`` (``--rate-policy rate|resample`` overrides it).
+"""
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+BATCH = 32
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("folder", help="a checkpoint folder written by `s4d-hf train`")
+    parser.add_argument("--dataset", help="evaluate on this dataset SPEC instead of the run's own test split")
+    parser.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="options of the built-in --dataset (repeatable)")
+    parser.add_argument("--split", default="test", choices=("test", "eval"), help="[test]")
+    parser.add_argument("--sampling-rate", type=int, help="audio: resample the clips to this rate before the processor")
+    parser.add_argument("--rate-policy", choices=("rate", "resample"), help="audio: override the processor's policy")
+    parser.add_argument("--max-samples", type=int, help="evaluate on the first N examples only")
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    try:
+        metrics = evaluate_folder(args.folder, dataset=args.dataset, dataset_options=_options(args.dataset_option),
+                                  split=args.split, sampling_rate=args.sampling_rate, rate_policy=args.rate_policy,
+                                  max_samples=args.max_samples)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"s4d-hf evaluate: error: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(metrics, sort_keys=True))
+    return 0
+
+
+def _options(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise SystemExit(f"s4d-hf evaluate: error: --dataset-option expects KEY=VALUE; got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key] = value
+    return out
+
+
+def evaluate_folder(folder, dataset: str | None = None, dataset_options: dict | None = None, split: str = "test",
+                    sampling_rate: int | None = None, rate_policy: str | None = None,
+                    max_samples: int | None = None) -> dict[str, float]:
+    """Metrics of the saved model + processor on the run's test split (or ``dataset``). See the module docstring."""
+    import s4d_hf  # noqa: F401  (registers the Auto classes and processors)
+    from s4d_hf.training.data import load_dataset_spec
+
+    folder = Path(folder)
+    args_file = folder / "training_args.json"
+    if not args_file.is_file():
+        raise FileNotFoundError(f"{folder} has no training_args.json: evaluate needs a folder written by s4d-hf train")
+    run_args = json.loads(args_file.read_text())
+    task = run_args["task"]
+    if dataset is None:
+        dataset, options = run_args["dataset"], dict(run_args.get("dataset_option") or {})
+        extra = dict(block_size=run_args.get("block_size"), image_size=_size(run_args.get("image_size")))
+    else:
+        options, extra = dict(dataset_options or {}), {}
+    splits = load_dataset_spec(dataset, task, seed=run_args.get("seed", 0), builtin_options=options,
+                               **{k: v for k, v in extra.items() if v is not None})
+    examples = getattr(splits, split)[:max_samples]
+    if not examples:
+        raise ValueError(f"the {split} split of {dataset!r} is empty")
+    if task == "causal-lm":
+        return _language_model(folder, examples)
+    predictions = _predict(folder, task, splits, examples, sampling_rate, rate_policy)
+    labels = np.asarray([ex["labels"] for ex in examples])
+    if task == "time-series-regression":
+        predictions, labels = predictions.reshape(len(labels), -1), labels.astype(np.float64).reshape(len(labels), -1)
+        err = predictions - labels
+        return {"mse": float((err**2).mean()), "mae": float(np.abs(err).mean()),
+                "rmse": float(math.sqrt((err**2).mean()))}
+    predicted = predictions.argmax(-1)
+    return {"accuracy": float((predicted == labels).mean()), "f1": _macro_f1(predicted, labels, predictions.shape[-1])}
+
+
+def _size(value):
+    return tuple(value) if value else None
+
+
+def _macro_f1(predicted: np.ndarray, labels: np.ndarray, n_classes: int) -> float:
+    """Macro F1 over every class (a class absent from both predictions and labels counts 0, as sklearn's default)."""
+    scores = []
+    for c in range(n_classes):
+        tp = np.sum((predicted == c) & (labels == c))
+        fp, fn = np.sum((predicted == c) & (labels != c)), np.sum((predicted != c) & (labels == c))
+        scores.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(scores))
+
+
+def predict_logits(folder, task: str, splits, examples, sampling_rate=None, rate_policy=None) -> np.ndarray:
+    """Raw examples -> the folder's processor -> the folder's model -> logits / outputs (N, K) as numpy."""
+    return _predict(Path(folder), task, splits, examples, sampling_rate, rate_policy)
+
+
+def _predict(folder: Path, task, splits, examples, sampling_rate, rate_policy) -> np.ndarray:
+    import torch
+    from transformers import AutoFeatureExtractor, AutoImageProcessor, AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    if task == "image-classification":
+        processor = AutoImageProcessor.from_pretrained(folder)
+    else:
+        processor = AutoFeatureExtractor.from_pretrained(folder)
+    if rate_policy is not None:
+        processor.rate_policy = rate_policy
+    outputs = []
+    for start in range(0, len(examples), BATCH):
+        batch = examples[start : start + BATCH]
+        if task == "image-classification":
+            inputs = processor(images=[_image(ex, splits) for ex in batch], return_tensors="pt")
+        elif task == "audio-classification":
+            rate = splits.sampling_rate
+            waves = [np.asarray(ex["input_values"], dtype=np.float32).reshape(-1) for ex in batch]
+            if sampling_rate is not None and sampling_rate != rate:
+                waves, rate = [_resample(w, rate, sampling_rate) for w in waves], sampling_rate
+            inputs = processor(waves, sampling_rate=rate, return_tensors="pt")
+        else:
+            inputs = processor([np.asarray(ex["input_values"]) for ex in batch], return_tensors="pt")
+        with torch.no_grad():
+            outputs.append(model(**inputs).logits.float().numpy())
+    return np.concatenate(outputs)
+
+
+def _image(example, splits):
+    """A built-in/folder image example (L, C) in [0, 1] back to the PIL image a user would have."""
+    from PIL import Image
+
+    height, width = splits.image_size
+    pixels = np.asarray(example["input_values"], dtype=np.float64).reshape(height, width, -1)
+    pixels = np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8)
+    return Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+
+
+def _resample(wave: np.ndarray, src: int, dst: int) -> np.ndarray:
+    from scipy.signal import resample_poly
+
+    g = math.gcd(src, dst)
+    return resample_poly(wave, dst // g, src // g).astype(np.float32)
+
+
+def _language_model(folder: Path, examples) -> dict[str, float]:
+    """Mean next-byte cross-entropy over the test windows -> perplexity and bits per byte."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    total, count = 0.0, 0
+    for start in range(0, len(examples), BATCH):
+        ids = torch.as_tensor(np.stack([ex["input_ids"] for ex in examples[start : start + BATCH]]))
+        with torch.no_grad():
+            logits = model(ids).logits[:, :-1].float()
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1),
+                                                 reduction="sum")
+        total, count = total + loss.item(), count + ids[:, 1:].numel()
+    mean = total / count
+    return {"bits_per_byte": mean / math.log(2), "perplexity": math.exp(mean)}

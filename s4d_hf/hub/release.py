@@ -1,0 +1,212 @@
+"""``s4d-hf release FOLDER``: turn a finished ``s4d-hf train`` folder into a shipped checkpoint.
+
+It measures everything the card states, with the commands the card names:
+
+1. the test metrics, with :func:`s4d_hf.hub.evaluate.evaluate_folder` (what ``s4d-hf evaluate FOLDER`` prints);
+2. a same-split classic baseline (:mod:`s4d_hf.training.baselines`; ``s4d-hf release FOLDER --baseline-only``
+   prints it alone);
+3. plots: training curve (from ``log_history.json``), confusion matrix (classification), the first layer's
+   eigenvalues dt·A;
+4. further evaluations given with ``--extra NAME:KIND[:ARG]`` (audio: ``real`` = the recorded digits,
+   ``rate:HZ`` = clips at another sampling rate, once with the processor's ``rate`` policy and once resampled);
+
+then renders README.md with :func:`s4d_hf.hub.cards.write_model_card`, and writes the numbers to ``release.json``.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HARDWARE = "2 CPU cores (x86-64, shared with other jobs), no GPU; torch CPU build"
+TASK_TO_CARD = {"causal-lm": "text-generation"}
+LIMITATIONS = {
+    "audio-classification": [
+        "Trained on synthetic speech (espeak-ng and flite voices); accuracy on real recordings is reported "
+        "separately and is much lower: this is a demonstration of raw-waveform S4D, not a production keyword "
+        "spotter.",
+        "Inputs are 1-second clips; longer audio should be cut into 1-second windows.",
+    ],
+    "image-classification": [
+        "Fashion-MNIST images are 28x28 grayscale product photos on a black background, downsampled to 14x14; "
+        "other images are resized to that size and will mostly be out of distribution.",
+    ],
+    "time-series-classification": [
+        "PLAID is small (one house per appliance instance can appear in both official splits); accuracy on other "
+        "houses or measurement set-ups is untested.",
+    ],
+    "time-series-regression": [
+        "Tecator has 215 spectra in all (43 test): the test RMSE has a large uncertainty.",
+        "Licence of the data: research use with citation (StatLib); check it before any other use.",
+    ],
+    "causal-lm": [
+        "A 4-layer byte-level model trained for minutes on one author: its text is Shakespeare-flavoured noise. "
+        "It demonstrates O(1)-per-token recurrent generation, not useful language modelling.",
+    ],
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("folder", help="a folder written by `s4d-hf train`")
+    parser.add_argument("--extra", action="append", default=[], metavar="KIND[:ARG]",
+                        help="audio: 'real' (recorded digits) or 'rate:HZ' (clips at another sampling rate)")
+    parser.add_argument("--baseline-only", action="store_true", help="print the same-split baseline and stop")
+    parser.add_argument("--dataset-id", help="the dataset id for the card metadata (default: the dataset name)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        if args.baseline_only:
+            print(json.dumps(baseline(args.folder), sort_keys=True))
+            return 0
+        info = release(args.folder, extras=args.extra, dataset_id=args.dataset_id)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"s4d-hf release: error: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps({"metrics": info["metrics"], "baseline": info["baseline"]["value"]}, sort_keys=True))
+    return 0
+
+
+def _run_args(folder: Path) -> dict:
+    path = folder / "training_args.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} has no training_args.json: release needs a folder written by s4d-hf train")
+    return json.loads(path.read_text())
+
+
+def _splits(run_args: dict):
+    from s4d_hf.training.data import load_dataset_spec
+
+    extra = {k: (tuple(run_args[k]) if k == "image_size" else run_args[k])
+             for k in ("block_size", "image_size") if run_args.get(k)}
+    return load_dataset_spec(run_args["dataset"], run_args["task"], seed=run_args.get("seed", 0),
+                             builtin_options=dict(run_args.get("dataset_option") or {}), **extra)
+
+
+def baseline(folder) -> dict:
+    """The classic baseline for the run's task on the run's own splits (fit on train+eval, scored on test)."""
+    from s4d_hf.training.baselines import run_baseline
+
+    run_args = _run_args(Path(folder))
+    return run_baseline(run_args["task"], _splits(run_args))
+
+
+def _history(folder: Path, metric: str) -> list[dict]:
+    path = folder / "log_history.json"
+    rows = json.loads(path.read_text()) if path.is_file() else []
+    out = []
+    for row in rows:
+        step = row.get("step")
+        if step is None:
+            continue
+        entry = {"step": step}
+        if "loss" in row:
+            entry["loss"] = row["loss"]
+        if f"eval_{metric}" in row:
+            entry["eval_metric"] = row[f"eval_{metric}"]
+        if len(entry) > 1:
+            out.append(entry)
+    return out
+
+
+def release(folder, extras: list[str] = (), dataset_id: str | None = None) -> dict:
+    import numpy as np
+    from transformers import AutoModel
+
+    from s4d_hf.hub import plots
+    from s4d_hf.hub.cards import write_model_card
+    from s4d_hf.hub.evaluate import evaluate_folder, predict_logits
+
+    folder = Path(folder)
+    run_args = _run_args(folder)
+    task = run_args["task"]
+    splits = _splits(run_args)
+    metrics = evaluate_folder(folder)
+    base = baseline(folder)
+    main_metric = {"time-series-regression": "rmse", "causal-lm": "bits_per_byte"}.get(task, "accuracy")
+    results = json.loads((folder / "all_results.json").read_text())
+
+    plot_list = []
+    history = _history(folder, "loss" if task == "causal-lm" else main_metric)
+    if history:
+        plots.plot_training_curve(history, folder / "training_curve.png",
+                                  metric_name=f"eval {'loss' if task == 'causal-lm' else main_metric}")
+        plot_list.append({"file": "training_curve.png", "caption": "Training loss and the eval-split metric"})
+    if task in ("audio-classification", "image-classification", "time-series-classification"):
+        logits = predict_logits(folder, task, splits, splits.test)
+        labels = np.asarray([ex["labels"] for ex in splits.test])
+        names = [splits.id2label[i] for i in range(len(splits.id2label))]
+        plots.plot_confusion_matrix(labels, logits.argmax(-1), folder / "confusion_matrix.png", names)
+        plot_list.append({"file": "confusion_matrix.png", "caption": "Confusion matrix on the test split"})
+    plots.plot_eigenvalues(AutoModel.from_pretrained(folder), folder / "eigenvalues.png")
+    plot_list.append({"file": "eigenvalues.png", "caption": "First layer's trained dt·A (continuous) and Ā"})
+
+    extra_results = [_extra(folder, kind) for kind in extras]
+    name = folder.name
+    command = run_args.get("command")
+    if not command:
+        raise ValueError(f"{folder}/training_args.json has no 'command'; retrain with this version of s4d-hf")
+    minutes = results.get("train_runtime", 0) / 60
+    info = {
+        "model_name": name,
+        "task": TASK_TO_CARD.get(task, task),
+        "dataset": {
+            "id": dataset_id or run_args["dataset"],
+            "name": run_args["dataset"],
+            "description": splits.description or run_args["dataset"],
+            "source": _source(run_args),
+            "license": splits.license or "unknown",
+            "splits": {"train": f"{len(splits.train)} examples", "eval": f"{len(splits.eval)} examples "
+                       "(model selection)", "test": f"{len(splits.test)} examples"},
+            **({"citation": splits.citation} if splits.citation else {}),
+        },
+        "metrics": metrics,
+        "baseline": {"name": base["name"], "metric": main_metric, "value": base[main_metric],
+                     "command": f"s4d-hf release {folder.as_posix()} --baseline-only",
+                     "description": "fit on the train and eval splits, scored on the same test split"},
+        "command": command,
+        "training_time": f"{minutes:.0f} min ({results.get('global_step', '?')} optimizer steps)",
+        "hardware": HARDWARE,
+        "limitations": LIMITATIONS.get(task, []),
+        "plots": plot_list,
+        "extra_results": extra_results,
+        "evaluate_folder": folder.as_posix(),
+    }
+    write_model_card(folder, info)
+    (folder / "release.json").write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
+    return info
+
+
+def _source(run_args: dict) -> str:
+    from s4d_hf.training.datasets import BUILTIN_DATASETS
+
+    spec = run_args["dataset"]
+    options = run_args.get("dataset_option") or {}
+    text = BUILTIN_DATASETS.get(spec, f"user data: {spec}")
+    if options:
+        text += " Options: " + ", ".join(f"{k}={v}" for k, v in sorted(options.items())) + "."
+    return text
+
+
+def _extra(folder: Path, kind: str) -> dict:
+    """Further audio evaluations: the real recorded digits, and clips at another sampling rate."""
+    from s4d_hf.hub.evaluate import evaluate_folder
+
+    if kind == "real":
+        metrics = evaluate_folder(folder, dataset="spoken-digits-real")
+        return {"name": "Real recorded digits (spoken-digits-real)",
+                "description": "Allison Smith's digit prompts 0-9 from Debian asterisk-core-sounds-en-wav, 8 kHz, one "
+                               "speaker, 10 clips: `s4d-hf evaluate FOLDER --dataset spoken-digits-real`",
+                "metrics": metrics}
+    if kind.startswith("rate:"):
+        hz = int(kind.split(":", 1)[1])
+        by_rate = evaluate_folder(folder, sampling_rate=hz, rate_policy="rate")
+        by_resampling = evaluate_folder(folder, sampling_rate=hz, rate_policy="resample")
+        return {"name": f"Test clips at {hz} Hz",
+                "description": f"the test clips resampled to {hz} Hz, then fed either with the S4D step-size change "
+                               f"(rate policy: dt scaled by model_rate/{hz}, no resampling) or resampled back by "
+                               f"the processor: `s4d-hf evaluate FOLDER --sampling-rate {hz} --rate-policy "
+                               "rate|resample`",
+                "metrics": {**{f"{k} (rate change)": v for k, v in by_rate.items()},
+                            **{f"{k} (resampling)": v for k, v in by_resampling.items()}}}
+    raise ValueError(f"--extra must be 'real' or 'rate:HZ'; got {kind!r}")

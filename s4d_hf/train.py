@@ -1,0 +1,191 @@
+"""``s4d-hf train`` / ``python -m s4d_hf.train``: fine-tune S4D on audio, images, time series or text.
+
+    s4d-hf train --task time-series-classification --dataset data.npz --output-dir my-model --epochs 20
+    accelerate launch --multi_gpu --num_processes 2 -m s4d_hf.train --backend accelerate ...   # data parallel
+
+Everything that can be wrong with the input (task, dataset, labels, input_dim, folders) is reported before the
+first training step, with exit code 2. Ctrl-C (or SIGTERM) saves a checkpoint after the current step and exits
+with code 130; the same command with ``--resume`` continues from it. The result is a Hub-ready folder: see
+:mod:`s4d_hf.training.output`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from s4d_hf.training.data import TASKS
+
+
+def _image_size(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW, e.g. 28x28; got {text!r}") from None
+    return height, width
+
+
+def _key_value(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE; got {text!r}")
+    key, value = text.split("=", 1)
+    for cast in (int, float):
+        try:
+            return key, cast(value)
+        except ValueError:
+            pass
+    return key, {"true": True, "false": False}.get(value.lower(), value)
+
+
+class _KeyValues(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        options = dict(getattr(namespace, self.dest) or {})
+        options[values[0]] = values[1]
+        setattr(namespace, self.dest, options)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    what = parser.add_argument_group("what to train")
+    what.add_argument("--task", required=True, choices=TASKS)
+    what.add_argument("--dataset", required=True, metavar="SPEC",
+                      help="a built-in dataset name, or a path: .npz (X, y[, X_test, y_test, X_val, y_val, lengths, "
+                           "groups, label_names]), a folder of class sub-folders (audio/images), a .csv (one series "
+                           "per row, a 'label' column), a .txt (causal-lm)")
+    what.add_argument("--dataset-option", action=_KeyValues, type=_key_value, metavar="KEY=VALUE",
+                      help="an option of a built-in dataset loader (repeatable)")
+    what.add_argument("--output-dir", required=True, help="the Hub-ready folder to write at the end")
+    what.add_argument("--checkpoint-dir", help="where checkpoints go (default: <output-dir>-checkpoints)")
+    what.add_argument("--backend", choices=("trainer", "accelerate"), default="trainer")
+    what.add_argument("--model", metavar="DIR", help="start from this saved S4D model instead of a fresh one")
+    what.add_argument("--reset-head", action="store_true",
+                      help="with --model: a new classifier/regression head when the labels differ")
+    what.add_argument("--block-size", type=int, help="causal-lm: tokens (bytes) per training sequence (default 256)")
+    what.add_argument("--image-size", type=_image_size, metavar="HxW", help="resize images of a folder to HxW")
+
+    length = parser.add_argument_group("how long")
+    length.add_argument("--max-steps", type=int, help="optimizer steps (overrides --epochs)")
+    length.add_argument("--epochs", type=float, help="passes over the train split (default 10)")
+    length.add_argument("--eval-steps", type=int,
+                        help="evaluate and checkpoint every N steps (default: at the end of each epoch)")
+    length.add_argument("--patience", type=int, default=0,
+                        help="early stopping: stop after N evaluations without improvement (0: never)")
+    length.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    length.add_argument("--overwrite", action="store_true", help="replace an existing output folder/checkpoints")
+    length.add_argument("--keep-checkpoints", action="store_true", help="keep the checkpoint folder at the end")
+
+    size = parser.add_argument_group("model size (fresh models; defaults in brackets)")
+    size.add_argument("--d-model", type=int, help="features H [64]")
+    size.add_argument("--n-layers", type=int, help="S4D blocks [4]")
+    size.add_argument("--d-state", type=int, help="state size N [64]")
+    size.add_argument("--init", choices=("legs", "legs-ptd", "inv", "lin", "real", "diag"), help="A initialisation [legs]")
+    size.add_argument("--disc", choices=("zoh", "bilinear"), help="discretisation [zoh]")
+    size.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None,
+                      help="two-sided kernel (classification only) [no]")
+    size.add_argument("--prenorm", action=argparse.BooleanOptionalAction, default=None, help="pre-norm blocks [no]")
+    size.add_argument("--norm", choices=("layer", "batch"), help="[layer]")
+    size.add_argument("--dropout", type=float, help="[0.0]; may also be changed with --model")
+    size.add_argument("--pooling", choices=("mean", "last"), help="sequence pooling for classification [mean]")
+
+    optim = parser.add_argument_group("optimisation")
+    optim.add_argument("--lr", type=float, default=1e-2, help="learning rate of everything but dt, A, B [1e-2]")
+    optim.add_argument("--ssm-lr", type=float, default=None,
+                       help="learning rate of dt, A, B (no weight decay) [1e-3, or the --model's config]")
+    optim.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay [0.01]")
+    optim.add_argument("--warmup", type=float, default=0.1,
+                       help="linear warmup before the cosine decay: steps (>= 1) or a fraction of all steps [0.1]")
+    optim.add_argument("--batch-size", type=int, default=32, help="per process [32]")
+    optim.add_argument("--eval-batch-size", type=int, help="per process [--batch-size]")
+    optim.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps [1]")
+    optim.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping (0: off) [1.0]")
+    optim.add_argument("--seed", type=int, default=0, help="model init, data splits and order [0]")
+    optim.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default="no",
+                       help="autocast for the dense layers; the SSM kernel stays float32 [no]")
+
+    logs = parser.add_argument_group("logging")
+    logs.add_argument("--logging-steps", type=int, default=10, help="[10]")
+    logs.add_argument("--no-progress", action="store_true", help="no progress bars")
+    # tests: deliver SIGINT to ourselves after this optimizer step (exercises the Ctrl-C path deterministically)
+    logs.add_argument("--interrupt-after-steps", type=int, help=argparse.SUPPRESS)
+
+
+def _command_line(args) -> str:
+    argv = getattr(args, "_argv", None)
+    if argv is None:  # called through the s4d-hf entry point
+        argv = sys.argv[sys.argv.index("train") + 1:] if "train" in sys.argv else sys.argv[1:]
+    return "s4d-hf train " + " ".join(shlex.quote(str(a)) for a in argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Prepare (every check), train with the chosen backend, write the Hub-ready folder. Exit codes: 0 done,
+    2 bad input (nothing trained), 130 interrupted (a checkpoint was saved; rerun with --resume)."""
+    from accelerate import PartialState
+
+    from s4d_hf.training.job import any_process, clear_for_start, no_accelerator, prepare_job
+    from s4d_hf.training.output import write_output
+
+    if args.no_progress:
+        from transformers.utils import logging
+
+        logging.disable_progress_bar()
+    state = PartialState(cpu=no_accelerator())  # joins the process group under accelerate launch / torchrun
+    job = error = None
+    if not state.is_main_process:  # the main process goes first (it fills any dataset cache)
+        state.wait_for_everyone()
+    try:
+        job = prepare_job(args, is_main=state.is_main_process, command=_command_line(args))
+    except (ValueError, TypeError, ImportError, OSError) as e:  # OSError: e.g. --model is not a saved model
+        error = e
+    if state.is_main_process:
+        state.wait_for_everyone()
+    if any_process(error is not None):  # every process stops, or none does
+        print(f"s4d-hf train: error: {error or 'another process failed to prepare'}", file=sys.stderr)
+        _finish(state)
+        return 2
+    if state.is_main_process:  # every process has checked the folders before the main one touches them
+        clear_for_start(job)
+    state.wait_for_everyone()
+
+    if args.backend == "trainer":
+        from s4d_hf.training.trainer_backend import train
+    else:
+        from s4d_hf.training.accelerate_backend import train
+    result = train(job)
+    if result.interrupted:
+        if state.is_main_process:
+            print(f"s4d-hf train: stopped after step {result.global_step}; checkpoint in {job.work_dir}. Run the same "
+                  "command with --resume to continue.", file=sys.stderr)
+        _finish(state)
+        return 130
+    if state.is_main_process:
+        out = write_output(job, result)
+        if not args.keep_checkpoints:
+            import shutil
+
+            shutil.rmtree(job.work_dir, ignore_errors=True)
+        summary = {k: v for k, v in result.test_metrics.items() if isinstance(v, float)}
+        print(f"s4d-hf train: wrote {out}; " + " ".join(f"{k}={v:.4g}" for k, v in summary.items()), flush=True)
+    _finish(state)
+    return 0
+
+
+def _finish(state) -> None:
+    """Leave the process group cleanly (without it, about 1 in 5 two-process runs abort at exit)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="s4d-hf train", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(argv)
+    args._argv = argv
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

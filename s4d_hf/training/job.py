@@ -1,0 +1,306 @@
+"""One training run, as both backends see it: the data, the model, the metrics and the run's folders, prepared and
+checked before any training step; plus the graceful-stop switch and the result the backends hand back.
+
+Folders: the final, Hub-ready model goes to ``output_dir`` (written at the very end, through a temporary folder
+and a rename); checkpoints go to ``work_dir`` (``<output_dir>-checkpoints`` by default), which ``--resume`` reads
+and a finished run deletes (unless ``--keep-checkpoints``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .data import (
+    CLASSIFICATION_TASKS,
+    BYT5_VOCAB_SIZE,
+    DatasetSplits,
+    check_splits,
+    load_dataset_spec,
+    normalize_splits,
+    with_image_size,
+)
+
+
+# defaults of the model-size flags (when no --model is given)
+MODEL_DEFAULTS = dict(d_model=64, n_layers=4, d_state=64, init="legs", disc="zoh", bidirectional=False,
+                      prenorm=False, norm="layer", dropout=0.0, pooling="mean")
+
+
+@dataclasses.dataclass
+class TrainingJob:
+    task: str
+    args: argparse.Namespace
+    splits: DatasetSplits  # normalised as the saved processor does it
+    norm_stats: dict  # the processor's statistics (train split only)
+    model: object  # S4DForSequenceClassification | S4DForCausalLM
+    collator: object
+    metrics: object  # TaskMetrics
+    output_dir: Path
+    work_dir: Path
+    resume_from: Path | None  # the checkpoint to resume from, if any
+    target_mean: np.ndarray | None = None  # regression: the model learns (y - mean) / std
+    target_std: np.ndarray | None = None
+    command: str = ""
+    stop: "GracefulStop | None" = None
+
+    @property
+    def max_steps(self) -> int | None:
+        return self.args.max_steps
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a backend hands back (on every process; only the main one writes the output folder)."""
+
+    interrupted: bool
+    global_step: int
+    model: object  # the unwrapped model (its config; its weights may be sharded under FSDP / DeepSpeed)
+    state_dict: dict | None  # the selected (best) weights, gathered in full on the main process
+    train_metrics: dict
+    eval_metrics: dict  # "eval_*": the selected model on the eval split
+    test_metrics: dict  # "test_*": the selected model on the test split
+    log_history: list
+    world_size: int = 1
+
+
+class GracefulStop:
+    """SIGINT / SIGTERM ask the run to stop after the current optimizer step, save a checkpoint and exit (a second
+    signal stops at once). ``--resume`` then continues from that step, so no finished step is lost.
+
+    ``interrupt_after_steps`` sends the process SIGINT itself after that step (for tests), so the test exercises
+    the same path as a real Ctrl-C. Every process must agree to stop at the same step: :meth:`should_stop` takes
+    the logical OR over processes when a process group is running.
+    """
+
+    def __init__(self, interrupt_after_steps: int | None = None):
+        self.requested = False
+        self.interrupt_after_steps = interrupt_after_steps
+        self._previous = {}
+
+    def install(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def uninstall(self):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print(f"\nreceived signal {signum}: stopping after this step and saving a checkpoint "
+              "(send it again to stop at once)", file=sys.stderr, flush=True)
+
+    def should_stop(self, global_step: int) -> bool:
+        if self.interrupt_after_steps is not None and global_step == self.interrupt_after_steps:
+            os.kill(os.getpid(), signal.SIGINT)
+        self.requested = any_process(self.requested)
+        return self.requested
+
+
+def no_accelerator() -> bool:
+    """True on a machine without GPU (or other accelerator). Accelerate must then be told ``cpu=True``, or a
+    multi-process launch (``accelerate launch --multi_gpu``, ``torchrun``) silently runs N separate single-process
+    trainings instead of one gloo data-parallel run."""
+    import torch
+
+    if hasattr(torch, "accelerator"):
+        return not torch.accelerator.is_available()
+    return not torch.cuda.is_available()
+
+
+def any_process(flag: bool) -> bool:
+    """The logical OR of ``flag`` over all processes (just ``flag`` without a process group)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return bool(flag)
+    import torch
+
+    tensor = torch.tensor([int(flag)], dtype=torch.int64)
+    if dist.get_backend() == "nccl":
+        tensor = tensor.cuda()
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return bool(tensor.item())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Preparation
+# ----------------------------------------------------------------------------------------------------------------
+
+def checkpoint_dirs(work_dir: Path) -> list[Path]:
+    """``checkpoint-<step>`` folders in ``work_dir``, oldest first."""
+    if not work_dir.is_dir():
+        return []
+    found = [p for p in work_dir.iterdir() if p.is_dir() and p.name.startswith("checkpoint-")
+             and p.name.split("-", 1)[1].isdigit()]
+    return sorted(found, key=lambda p: int(p.name.split("-", 1)[1]))
+
+
+def resolve_folders(args, is_main: bool) -> tuple[Path, Path, Path | None]:
+    """Decide output/work folders and the checkpoint to resume from; refuse to clobber earlier work by accident."""
+    output_dir = Path(args.output_dir).resolve()
+    work_dir = Path(args.checkpoint_dir).resolve() if args.checkpoint_dir else \
+        output_dir.with_name(output_dir.name + "-checkpoints")
+    if output_dir.exists() and not args.overwrite:
+        raise ValueError(f"--output-dir {output_dir} already exists (a finished run); pass --overwrite to replace it")
+    existing = checkpoint_dirs(work_dir)
+    if existing and not args.resume and not args.overwrite:
+        raise ValueError(f"found checkpoints of an earlier run in {work_dir} (last: {existing[-1].name}); pass "
+                         "--resume to continue it or --overwrite to start over")
+    resume_from = existing[-1] if (args.resume and existing) else None
+    if args.resume and resume_from is None and is_main:
+        print(f"--resume: no checkpoint in {work_dir}, starting from step 0", file=sys.stderr)
+    return output_dir, work_dir, resume_from
+
+
+def build_model(args, task: str, splits: DatasetSplits):
+    """A fresh S4D model sized by the flags, or ``--model DIR`` checked against the data (input kind, input_dim,
+    labels) before any training."""
+    import torch
+    from transformers import set_seed
+
+    from s4d_hf import S4DConfig, S4DForCausalLM, S4DForSequenceClassification
+
+    set_seed(args.seed)  # the same initial weights on every process
+    head = S4DForCausalLM if task == "causal-lm" else S4DForSequenceClassification
+    labels = {}
+    if task in CLASSIFICATION_TASKS:
+        id2label = {int(k): str(v) for k, v in splits.id2label.items()}
+        labels = dict(num_labels=len(id2label), id2label=id2label, label2id={v: k for k, v in id2label.items()},
+                      problem_type="single_label_classification")
+    elif task == "time-series-regression":
+        n_targets = int(np.prod(np.shape(splits.train[0]["labels"])) or 1)
+        labels = dict(num_labels=n_targets, problem_type="regression")
+    size = {k: getattr(args, k) for k in MODEL_DEFAULTS}
+    if args.model is None:
+        inputs = dict(vocab_size=BYT5_VOCAB_SIZE, pad_token_id=0, eos_token_id=1) if task == "causal-lm" \
+            else dict(input_dim=splits.input_dim)
+        optim = {} if args.ssm_lr is None else {"ssm_lr": args.ssm_lr}
+        config = S4DConfig(**inputs, **{k: MODEL_DEFAULTS[k] if v is None else v for k, v in size.items()},
+                           **optim, **labels)
+        if task == "causal-lm" and config.bidirectional:
+            raise ValueError("--bidirectional cannot train a causal language model (it would see the future)")
+        return head(config)
+
+    given = [f"--{k.replace('_', '-')}" for k, v in size.items() if v is not None and k != "dropout"]
+    if given:
+        raise ValueError(f"{', '.join(given)} cannot be combined with --model (the architecture comes from "
+                         f"{args.model}/config.json)")
+    config = S4DConfig.from_pretrained(args.model)
+    if task == "causal-lm":
+        if config.vocab_size != BYT5_VOCAB_SIZE:
+            raise ValueError(f"--model {args.model}: vocab_size={config.vocab_size}, but causal-lm data uses ByT5 ids "
+                             f"(vocab_size {BYT5_VOCAB_SIZE})")
+    elif config.input_dim != splits.input_dim:
+        raise ValueError(f"input_dim mismatch: --model {args.model} takes input_dim={config.input_dim} channels, the "
+                         f"dataset has input_dim={splits.input_dim}")
+    overrides = {}
+    if task in CLASSIFICATION_TASKS:
+        same = config.num_labels == labels["num_labels"] and {int(k): v for k, v in config.id2label.items()} == \
+            labels["id2label"]
+        if not same and not args.reset_head:
+            raise ValueError(f"label/num_labels mismatch: --model {args.model} has num_labels={config.num_labels} "
+                             f"{dict(config.id2label)}, the dataset {labels['num_labels']} {labels['id2label']}; pass "
+                             "--reset-head to train a new classifier")
+        overrides = dict(labels, ignore_mismatched_sizes=bool(args.reset_head))
+    elif task == "time-series-regression" and (config.num_labels != labels["num_labels"]):
+        if not args.reset_head:
+            raise ValueError(f"label/num_labels mismatch: --model {args.model} predicts {config.num_labels} targets, "
+                             f"the dataset has {labels['num_labels']}; pass --reset-head to train a new head")
+        overrides = dict(labels, ignore_mismatched_sizes=True)
+    if args.dropout is not None:  # the one size flag that may change when fine-tuning
+        overrides["dropout"] = args.dropout
+    model = head.from_pretrained(args.model, dtype=torch.float32, **overrides)
+    if args.ssm_lr is not None:
+        model.config.ssm_lr = args.ssm_lr
+    return model
+
+
+def standardize_targets(splits: DatasetSplits) -> tuple[DatasetSplits, np.ndarray, np.ndarray]:
+    """Regression: train on (y - mean) / std with train-split statistics; :func:`fold_target_scale` puts the scale
+    back into the classifier before saving, so the saved model predicts in the original units."""
+    y = np.asarray([np.ravel(ex["labels"]) for ex in splits.train], dtype=np.float64)  # (N, T)
+    mean, std = y.mean(0), y.std(0)
+    std = np.where(std < 1e-12, 1.0, std)
+
+    def scale(examples):
+        out = []
+        for ex in examples:
+            z = (np.asarray(ex["labels"], dtype=np.float64).reshape(-1) - mean) / std
+            out.append({**ex, "labels": float(z[0]) if np.ndim(ex["labels"]) == 0 else z.astype(np.float32)})
+        return out
+
+    return dataclasses.replace(splits, train=scale(splits.train), eval=scale(splits.eval),
+                               test=scale(splits.test)), mean, std
+
+
+def fold_target_scale(W, b, mean: np.ndarray, std: np.ndarray, inverse: bool = False) -> None:
+    """The classifier's weight W (T, H) and bias b (T,), in place: y = std * (W h + b) + mean  ->  W' = std W,
+    b' = std b + mean (``inverse`` undoes it)."""
+    import torch
+
+    s = torch.as_tensor(std, dtype=W.dtype, device=W.device)
+    m = torch.as_tensor(mean, dtype=W.dtype, device=W.device)
+    with torch.no_grad():
+        if inverse:
+            W.div_(s[:, None])
+            b.sub_(m).div_(s)
+        else:
+            W.mul_(s[:, None])
+            b.mul_(s).add_(m)
+
+
+def prepare_job(args, is_main: bool = True, command: str = "") -> TrainingJob:
+    """Everything before the first training step; raises ValueError for bad input (and changes nothing on disk)."""
+    from .collate import S4DDataCollator
+    from .evaluation import TaskMetrics
+
+    task = args.task
+    if args.max_steps is not None and args.max_steps < 1:
+        raise ValueError(f"--max-steps must be a positive integer; got {args.max_steps}")
+    if args.epochs is not None and not args.epochs > 0:
+        raise ValueError(f"--epochs must be positive; got {args.epochs}")
+    if args.mixed_precision == "fp16":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError("--mixed-precision fp16 needs a CUDA GPU; on CPU use bf16 or no")
+    output_dir, work_dir, resume_from = resolve_folders(args, is_main)
+    raw = load_dataset_spec(args.dataset, task, seed=args.seed, block_size=args.block_size,
+                            image_size=args.image_size, builtin_options=args.dataset_option)
+    if task == "image-classification":
+        raw = with_image_size(raw)
+    check_splits(task, raw)
+    splits, stats = normalize_splits(task, raw)
+    target_mean = target_std = None
+    if task == "time-series-regression":
+        splits, target_mean, target_std = standardize_targets(splits)
+    model = build_model(args, task, raw)
+    if task == "time-series-regression" and args.model is not None and not args.reset_head:
+        fold_target_scale(model.classifier.weight, model.classifier.bias, target_mean, target_std, inverse=True)
+    metrics = TaskMetrics(task, num_labels=getattr(model.config, "num_labels", None), target_mean=target_mean,
+                          target_std=target_std)
+    return TrainingJob(
+        task=task, args=args, splits=splits, norm_stats=stats, model=model,
+        collator=S4DDataCollator(task, pad_token_id=0), metrics=metrics, output_dir=output_dir, work_dir=work_dir,
+        resume_from=resume_from, target_mean=target_mean, target_std=target_std, command=command,
+        stop=GracefulStop(args.interrupt_after_steps),
+    )
+
+
+def clear_for_start(job: TrainingJob) -> None:
+    """Main process, before training: with --overwrite and no resume, remove the earlier checkpoints."""
+    if job.args.overwrite and job.resume_from is None and job.work_dir.exists():
+        shutil.rmtree(job.work_dir)

@@ -1,0 +1,67 @@
+"""A trained folder -> `s4d-hf evaluate` reproduces the run's test metrics through the folder's own processor and
+model; `s4d-hf release` measures the baseline, draws the plots and writes a card whose model-index equals what
+evaluate prints, and the result passes `s4d-hf push --dry-run`'s checks."""
+
+import json
+
+import numpy as np
+import pytest
+
+from test_training_data import TINY, make_level_npz, make_regression_npz, train_cli
+
+from s4d_hf.cli import main as cli
+
+
+def last_json(capsys) -> dict:
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("release")
+    data = make_level_npz(tmp / "levels.npz", n=64, label_names=np.array(["low", "high"]))
+    out = tmp / "s4d-levels"
+    assert train_cli("--task", "time-series-classification", "--dataset", data, "--output-dir", out, *TINY,
+                     "--batch-size", 8, "--max-steps", 16, "--eval-steps", 8) == 0
+    return out
+
+
+def test_evaluate_reproduces_the_runs_test_metrics(trained, capsys):
+    assert cli(["evaluate", str(trained)]) == 0
+    printed = last_json(capsys)
+    run = json.loads((trained / "eval_results.json").read_text())
+    assert printed["accuracy"] == pytest.approx(run["test_accuracy"], abs=1e-9)
+    assert printed["f1"] == pytest.approx(run["test_f1"], abs=1e-6)
+
+
+def test_evaluate_regression_in_original_units(tmp_path, capsys):
+    data = make_regression_npz(tmp_path / "reg.npz")
+    out = tmp_path / "reg"
+    assert train_cli("--task", "time-series-regression", "--dataset", data, "--output-dir", out, *TINY,
+                     "--batch-size", 8, "--max-steps", 16) == 0
+    assert cli(["evaluate", str(out)]) == 0
+    printed = last_json(capsys)
+    run = json.loads((out / "eval_results.json").read_text())
+    assert printed["rmse"] == pytest.approx(run["test_rmse"], rel=1e-4)
+
+
+def test_release_writes_a_card_that_evaluate_and_push_agree_with(trained, capsys):
+    from s4d_hf.hub.cards import read_card_metrics
+
+    assert cli(["release", str(trained)]) == 0
+    capsys.readouterr()
+    assert cli(["evaluate", str(trained)]) == 0
+    assert read_card_metrics(trained) == pytest.approx(last_json(capsys))
+    card = (trained / "README.md").read_text()
+    assert "1-NN" in card and "s4d-hf train" in card
+    for png in ("training_curve.png", "confusion_matrix.png", "eigenvalues.png"):
+        assert (trained / png).is_file() and png in card
+    assert cli(["push", str(trained), "--repo-id", "me/s4d-levels", "--dry-run"]) == 0
+    assert cli(["release", str(trained), "--baseline-only"]) == 0
+    baseline = last_json(capsys)
+    assert baseline["accuracy"] == json.loads((trained / "release.json").read_text())["baseline"]["value"]
+
+
+def test_evaluate_refuses_a_folder_without_training_args(tmp_path, capsys):
+    assert cli(["evaluate", str(tmp_path)]) == 1
+    assert "training_args.json" in capsys.readouterr().err
