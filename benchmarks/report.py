@@ -1,6 +1,7 @@
 """Render benchmarks/results.json (written by run.py) as the tables of BENCHMARKS.md and a plot.
 
-    python benchmarks/report.py benchmarks/results.json [--markdown benchmarks/BENCHMARKS.md] [--plot benchmarks/block.png]
+    python benchmarks/report.py benchmarks/results.json \
+        [--markdown benchmarks/BENCHMARKS.md] [--plot benchmarks/block.png]
 
 The tables replace what lies between the ``<!-- results:begin -->`` and ``<!-- results:end -->`` markers of the
 markdown file; everything else in it is left alone. Every number comes from the JSON file.
@@ -42,7 +43,8 @@ def targets(results: dict) -> list[tuple[str, str, str, bool]]:
                          f"{ftz['fwd_bwd']['median_s'] / ours['fwd_bwd']['median_s']:.1f}x")
             out.append(("fwd+bwd L=16k: naive / ours >= 5", f"{speedup:.1f}x",
                         f"wall medians {naive['fwd_bwd']['median_s']:.2f} s / {ours['fwd_bwd']['median_s']:.2f} s; "
-                        f"CPU time {cpu:.1f}x; paired {paired_ratio(naive, ours, 'fwd_bwd'):.1f}x{extra}", speedup >= 5))
+                        f"CPU time {cpu:.1f}x; paired {paired_ratio(naive, ours, 'fwd_bwd'):.1f}x{extra}",
+                        speedup >= 5))
         if ours and fixed:
             ratio = ours["fwd_bwd"]["median_s"] / fixed["fwd_bwd"]["median_s"]
             cpu = ours["fwd_bwd_cpu"]["median_s"] / fixed["fwd_bwd_cpu"]["median_s"]
@@ -64,7 +66,8 @@ def targets(results: dict) -> list[tuple[str, str, str, bool]]:
         lo, hi = contexts[0], contexts[-1]
         flat = gen[(hi, "s4d_recurrent")] / gen[(lo, "s4d_recurrent")]
         out.append((f"per-token time flat: context {hi} / {lo} <= 1.2", f"{flat:.2f}x",
-                    f"{gen[(hi, 's4d_recurrent')] * 1e3:.2f} ms / {gen[(lo, 's4d_recurrent')] * 1e3:.2f} ms", flat <= 1.2))
+                    f"{gen[(hi, 's4d_recurrent')] * 1e3:.2f} ms / {gen[(lo, 's4d_recurrent')] * 1e3:.2f} ms",
+                    flat <= 1.2))
         if 4096 in contexts:
             speed = gen[(4096, "s4d_recompute")] / gen[(4096, "s4d_recurrent")]
             out.append(("per-token at context 4096: recompute / recurrent >= 20", f"{speed:.0f}x",
@@ -121,16 +124,19 @@ def markdown(results: dict) -> str:
         lines += [f"### Generation, batch 1: milliseconds per new token (median of {cfg['steps']}+ steps)", "",
                   f"S4D: {cfg['s4d']} ({cfg['s4d_non_embedding_params']:,} non-embedding parameters). "
                   f"Mamba: {cfg['mamba']} ({cfg['mamba_non_embedding_params']:,}), transformers' pure-torch path.", "",
-                  "| context | S4D recurrent (ours) | S4D recompute per token | Mamba recurrent |", "|---:|---:|---:|---:|"]
+                  "| context | S4D recurrent (ours) | S4D recompute per token | Mamba recurrent |",
+                  "|---:|---:|---:|---:|"]
         table = {(r["context"], r["method"]): r["median_s"] for r in g["rows"]}
         for c in cfg["contexts"]:
-            lines.append(f"| {c:,} | {table[(c, 's4d_recurrent')] * 1e3:.2f} | {table[(c, 's4d_recompute')] * 1e3:.1f} | "
+            lines.append(f"| {c:,} | {table[(c, 's4d_recurrent')] * 1e3:.2f} | "
+                         f"{table[(c, 's4d_recompute')] * 1e3:.1f} | "
                          f"{table[(c, 'mamba_recurrent')] * 1e3:.2f} |")
         lines.append("")
     if "long" in results:
         lg = results["long"]
         cfg = lg["config"]
-        lines += [f"### Longest sequence in 24 GiB: one layer, {cfg['mode']}, H={cfg['H']}, N={cfg['N']}, B={cfg['B']}", "",
+        lines += [f"### Longest sequence in 24 GiB: one layer, {cfg['mode']}, "
+                  f"H={cfg['H']}, N={cfg['N']}, B={cfg['B']}", "",
                   "| variant | L | peak (MiB) |", "|---|---:|---:|"]
         for variant in ("ours", "naive"):
             for p in lg[f"{variant}_points"]:
@@ -141,7 +147,8 @@ def markdown(results: dict) -> str:
         lines.append("")
         for variant in ("ours", "naive"):
             f = lg[f"{variant}_fit"]
-            lines.append(f"- {variant}: peak ≈ {f['intercept_bytes'] / MiB:,.0f} MiB + {f['slope_bytes_per_step']:,.0f} "
+            lines.append(f"- {variant}: peak ≈ {f['intercept_bytes'] / MiB:,.0f} MiB "
+                         f"+ {f['slope_bytes_per_step']:,.0f} "
                          f"bytes × L (worst residual {f['max_relative_residual']:.1%}): at most "
                          f"**L ≈ {f['max_length_in_budget']:,}** in 24 GiB.")
         if "peak_bytes" in run:

@@ -194,7 +194,8 @@ def measure_peak(spec: dict) -> dict:
     command = [sys.executable, str(Path(__file__).resolve()), "--probe", json.dumps(spec)]
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     if done.returncode != 0:
-        return {**spec, "error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"rc {done.returncode}"}
+        last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit status {done.returncode}"
+        return {**spec, "error": last}
     return {**spec, **json.loads(done.stdout.strip().splitlines()[-1])}
 
 
@@ -227,7 +228,8 @@ def block_section(args) -> dict:
                     fit = linear_fit([(l, memory[("naive", l, mode)]["peak_bytes"]) for l in BLOCK_LENGTHS[:-1]])
                     projected = fit["intercept_bytes"] + fit["slope_bytes_per_step"] * L
                 if projected is not None and projected > args.naive_max_gb * GiB:
-                    memory[(variant, L, mode)] = {"skipped": f"projected {projected / GiB:.1f} GiB > {args.naive_max_gb} GiB",
+                    reason = f"projected {projected / GiB:.1f} GiB > {args.naive_max_gb} GiB"
+                    memory[(variant, L, mode)] = {"skipped": reason,
                                                   "projected_peak_bytes": projected}
                     continue
                 spec = dict(kind="block", variant=variant, mode=mode, L=L, H=H, N=N, B=B, threads=args.threads)
@@ -268,12 +270,14 @@ def block_section(args) -> dict:
                     s["infer"].append(infer.wall)
                     s["infer_cpu"].append(infer.cpu)
         for v in TIMED_VARIANTS:
-            row = {"L": L, "variant": v, "memory_train": memory[(v, L, "train")], "memory_infer": memory[(v, L, "infer")]}
+            row = {"L": L, "variant": v, "memory_train": memory[(v, L, "train")],
+                   "memory_infer": memory[(v, L, "infer")]}
             if v in samples:
                 row.update({k: median_summary(vals) for k, vals in samples[v].items()})
             results["rows"].append(row)
             if v in samples:
-                log(f"  time   {v:5s} L={L:6d}: fwd {row['fwd']['median_s']:.3f}s  fwd+bwd {row['fwd_bwd']['median_s']:.3f}s"
+                log(f"  time   {v:5s} L={L:6d}: fwd {row['fwd']['median_s']:.3f}s  "
+                    f"fwd+bwd {row['fwd_bwd']['median_s']:.3f}s"
                     f"  infer {row['infer']['median_s']:.3f}s")
         del layer, forwards, x, grad
         gc.collect()
@@ -297,7 +301,8 @@ def generation_section(args) -> dict:
         return sum(p.numel() for n, p in model.named_parameters() if "embed" not in n and "lm_head" not in n)
 
     results = {"config": {"batch": 1, "vocab": vocab, "contexts": CONTEXTS, "steps": args.gen_steps,
-                          "s4d": "d_model 256, 10 layers, d_state 64", "mamba": "hidden 256, 4 layers, state 16, expand 2",
+                          "s4d": "d_model 256, 10 layers, d_state 64",
+                          "mamba": "hidden 256, 4 layers, state 16, expand 2",
                           "s4d_non_embedding_params": non_embedding(s4d),
                           "mamba_non_embedding_params": non_embedding(mamba)}, "rows": []}
 
@@ -358,7 +363,8 @@ def long_section(args) -> dict:
     for variant, lengths in (("ours", LONG_FIT_LENGTHS), ("naive", LONG_NAIVE_FIT_LENGTHS)):
         points = []
         for L in lengths:
-            m = measure_peak(dict(kind="block", variant=variant, mode="infer", L=L, H=H, N=N, B=B, threads=args.threads))
+            m = measure_peak(dict(kind="block", variant=variant, mode="infer", L=L, H=H, N=N, B=B,
+                                  threads=args.threads))
             points.append(m)
             log(f"  long {variant} L={L}: {m.get('peak_bytes', float('nan')) / 2**20:.0f} MiB")
         results[f"{variant}_points"] = points
@@ -366,12 +372,14 @@ def long_section(args) -> dict:
     fit = results["ours_fit"]
     expected = fit["intercept_bytes"] + fit["slope_bytes_per_step"] * LONG_RUN_LENGTH
     if expected > 0.5 * BUDGET_BYTES:
-        results["run"] = {"L": LONG_RUN_LENGTH, "skipped": f"the fit predicts {expected / GiB:.1f} GiB; not run on a shared machine"}
+        results["run"] = {"L": LONG_RUN_LENGTH,
+                          "skipped": f"the fit predicts {expected / GiB:.1f} GiB; not run on a shared machine"}
     else:
         m = measure_peak(dict(kind="block", variant="ours", mode="infer", L=LONG_RUN_LENGTH, H=H, N=N, B=B,
                               threads=args.threads))
         results["run"] = {**m, "predicted_peak_bytes": expected}
-        log(f"  long ours L={LONG_RUN_LENGTH}: {m.get('peak_bytes', float('nan')) / GiB:.2f} GiB in {m.get('wall_s', 0):.1f}s")
+        log(f"  long ours L={LONG_RUN_LENGTH}: {m.get('peak_bytes', float('nan')) / GiB:.2f} GiB "
+            f"in {m.get('wall_s', 0):.1f}s")
     return results
 
 
@@ -406,7 +414,8 @@ def machine() -> dict:
         "mem_total_bytes": int(re.search(r"MemTotal:\s+(\d+)", meminfo).group(1)) * 1024,
         "torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
         "loadavg_start": os.getloadavg(),
-        "tiny_op_us": {"threads_used": tiny_op_latency_us(torch.get_num_threads()), "two_threads": tiny_op_latency_us(2)},
+        "tiny_op_us": {"threads_used": tiny_op_latency_us(torch.get_num_threads()),
+                       "two_threads": tiny_op_latency_us(2)},
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 
