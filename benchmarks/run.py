@@ -14,7 +14,7 @@ Sections (``--sections``):
                 ours   S4DLayer as shipped;
                 naive  the paper's two-line kernel, K = 2·Re(einsum(C·B̄, exp(log Ā ⊗ arange(L)))), which
                        materialises the (H, N/2, L) Vandermonde matrix, followed by the paper's FFT convolution
-                       (torch.fft under autograd);
+                       (torch.fft under autograd); naive_ftz: the same with subnormals flushed to zero (timed only);
                 fixed  the same block with a precomputed kernel (no kernel computation, no kernel gradient): the
                        FFT-convolution limit any kernel algorithm can approach.
   generation  per-token decoding time at contexts 512 / 4k / 8k, batch 1: our recurrent cache (S4DForCausalLM,
@@ -63,6 +63,9 @@ LONG_RUN_LENGTH = 1_048_576
 BUDGET_BYTES = 24 * GiB
 CONTEXTS = [512, 4096, 8192]
 VARIANTS = ["ours", "naive", "fixed"]
+# Timed only (its memory is naive's): the naive algorithm with the CPU flushing subnormal floats to zero, to show how
+# much of naive's time is subnormal arithmetic (its exp(l·log Ā) table underflows through the subnormal range).
+TIMED_VARIANTS = ["ours", "naive", "naive_ftz", "fixed"]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -110,7 +113,7 @@ class FixedKernel:
 def variant_forward(variant: str, layer: S4DLayer, L: int):
     if variant == "ours":
         return lambda layer, x: layer(x)[0]
-    if variant == "naive":
+    if variant in ("naive", "naive_ftz"):
         return naive_forward
     if variant == "fixed":
         return FixedKernel(layer, L)
@@ -231,8 +234,12 @@ def block_section(args) -> dict:
                 memory[(variant, L, mode)] = measure_peak(spec)
                 log(f"  memory {variant:5s} {mode:5s} L={L:6d}: "
                     f"{memory[(variant, L, mode)].get('peak_bytes', float('nan')) / 2**20:8.0f} MiB")
+    for v, L, mode in list(memory):
+        if v == "naive":
+            naive = memory[(v, L, mode)]
+            memory[("naive_ftz", L, mode)] = naive if "skipped" in naive else {"same_as": "naive"}
     for L in BLOCK_LENGTHS:
-        runnable = [v for v in VARIANTS if "skipped" not in memory[(v, L, "train")]]
+        runnable = [v for v in TIMED_VARIANTS if "skipped" not in memory[(v, L, "train")]]
         layer = make_layer(H, N)
         forwards = {v: variant_forward(v, layer, L) for v in runnable}
         x = torch.randn(B, L, H, requires_grad=True)
@@ -240,6 +247,7 @@ def block_section(args) -> dict:
         samples = {v: {"fwd": [], "fwd_bwd": [], "fwd_bwd_cpu": [], "infer": [], "infer_cpu": []} for v in runnable}
         for repeat in range(args.repeats + 1):  # the first round is a warm-up, not recorded
             for v in runnable:
+                torch.set_flush_denormal(v == "naive_ftz")
                 layer.train()
                 layer.zero_grad(set_to_none=True)
                 x.grad = None
@@ -251,6 +259,7 @@ def block_section(args) -> dict:
                 layer.eval()
                 with torch.no_grad(), Clock() as infer:
                     forwards[v](layer, x)
+                torch.set_flush_denormal(False)
                 if repeat:
                     s = samples[v]
                     s["fwd"].append(forward.wall)
@@ -258,7 +267,7 @@ def block_section(args) -> dict:
                     s["fwd_bwd_cpu"].append(total.cpu)
                     s["infer"].append(infer.wall)
                     s["infer_cpu"].append(infer.cpu)
-        for v in VARIANTS:
+        for v in TIMED_VARIANTS:
             row = {"L": L, "variant": v, "memory_train": memory[(v, L, "train")], "memory_infer": memory[(v, L, "infer")]}
             if v in samples:
                 row.update({k: median_summary(vals) for k, vals in samples[v].items()})
@@ -319,25 +328,27 @@ def generation_section(args) -> dict:
         return start, step
 
     with torch.no_grad():
-        for T in CONTEXTS:
+        decoders = {}
+        for T in CONTEXTS:  # prefill every context first, then time them all interleaved
             prompt = torch.randint(0, vocab, (1, T))
-            decoders = {"s4d_recurrent": cached_decoder(s4d), "s4d_recompute": recompute_decoder(s4d),
-                        "mamba_recurrent": cached_decoder(mamba)}
-            for start, _ in decoders.values():
+            for name, make in (("s4d_recurrent", lambda: cached_decoder(s4d)),
+                               ("s4d_recompute", lambda: recompute_decoder(s4d)),
+                               ("mamba_recurrent", lambda: cached_decoder(mamba))):
+                start, step = make()
                 start(prompt)
-            samples = {name: [] for name in decoders}
-            steps_per_round = {"s4d_recurrent": 10, "mamba_recurrent": 10, "s4d_recompute": 1}
-            rounds = max(3, args.gen_steps // 10)
-            for r in range(rounds + 1):  # interleaved rounds; the first is a warm-up
-                for name, (_, step) in decoders.items():
-                    for _ in range(steps_per_round[name]):
-                        with Clock() as clock:
-                            step()
-                        if r:
-                            samples[name].append(clock.wall)
-            for name, values in samples.items():
-                results["rows"].append({"context": T, "method": name, **median_summary(values)})
-                log(f"  generation {name:16s} context {T:5d}: {statistics.median(values) * 1e3:8.2f} ms/token")
+                decoders[(T, name)] = step
+        samples = {key: [] for key in decoders}
+        rounds = max(3, args.gen_steps // 10)
+        for r in range(rounds + 1):  # the first round is a warm-up
+            for (T, name), step in decoders.items():
+                for _ in range(1 if name == "s4d_recompute" else 10):
+                    with Clock() as clock:
+                        step()
+                    if r:
+                        samples[(T, name)].append(clock.wall)
+        for (T, name), values in samples.items():
+            results["rows"].append({"context": T, "method": name, **median_summary(values)})
+            log(f"  generation {name:16s} context {T:5d}: {statistics.median(values) * 1e3:8.2f} ms/token")
     return results
 
 
@@ -406,7 +417,8 @@ def main(argv=None) -> int:
     parser.add_argument("--sections", default="block,generation,long",
                         help="comma-separated subset of block, generation, long")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per block configuration (median)")
-    parser.add_argument("--gen-steps", type=int, default=40, help="timed decoding steps per method and context")
+    parser.add_argument("--gen-steps", type=int, default=80,
+                        help="timed recurrent decoding steps per method and context (recompute: a tenth)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (default 1: see 'Threads' in BENCHMARKS.md)")
     parser.add_argument("--naive-max-gb", type=float, default=8.0,

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from s4d_hf.modeling.ssm_s4d import S4DLayer, fft_conv, forward_state, vandermonde_kernel
 
-INITS = ["legs", "inv", "lin", "real", "diag"]
+INITS = ["legs", "inv", "lin", "real", "diag", "legs-ptd"]
 TOL = 1e-5
 TRANSFORMS = {"exp": torch.exp, "softplus": F.softplus, "relu": lambda p: F.relu(p) + 1e-4, "none": lambda p: p}
 

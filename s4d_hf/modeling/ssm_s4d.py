@@ -579,7 +579,7 @@ class S4DKernel(nn.Module):
         """The convolution kernel K (Ck, H, L) of paper eq. 5, K_l = C Ā^l B̄ (times 2·Re).
 
         While no gradient flows, the longest kernel computed so far (per rate) is kept and shorter ones are its prefix
-        (K_l does not depend on L). Do not modify the result in place.
+        (K_l does not depend on L); a cached kernel modified in place by a caller is detected and recomputed.
         """
         cache = self._cache(rate)
         longest = _memoised(cache, ("kernel", rate), None)
