@@ -17,7 +17,7 @@ if [ -z "$SELECTED" ] || [[ " $SELECTED " == *" s4d-plaid "* ]]; then
 fi
 if [ -z "$SELECTED" ] || [[ " $SELECTED " == *" s4d-shakespeare "* ]]; then
   s4d-hf train --task causal-lm --dataset shakespeare --d-model 128 --n-layers 4 --d-state 64 --prenorm \
-    --max-steps 600 --eval-steps 200 --batch-size 32 --lr 5e-3 --dataset-option max_eval_samples=200 --seed 0 \
+    --max-steps 200 --eval-steps 100 --batch-size 32 --lr 5e-3 --dataset-option max_eval_samples=200 --seed 0 \
     --output-dir checkpoints/s4d-shakespeare --overwrite --no-progress
 fi
 if [ -z "$SELECTED" ] || [[ " $SELECTED " == *" s4d-fashion-mnist "* ]]; then
