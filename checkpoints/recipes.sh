@@ -21,8 +21,8 @@ if [ -z "$SELECTED" ] || [[ " $SELECTED " == *" s4d-shakespeare "* ]]; then
     --output-dir checkpoints/s4d-shakespeare --overwrite --no-progress
 fi
 if [ -z "$SELECTED" ] || [[ " $SELECTED " == *" s4d-fashion-mnist "* ]]; then
-  s4d-hf train --task image-classification --dataset fashion-mnist --d-model 64 --n-layers 4 --d-state 64 \
-    --bidirectional --epochs 1 --batch-size 64 --lr 1e-2 --seed 0 \
+  s4d-hf train --task image-classification --dataset fashion-mnist --dataset-option max_train_samples=10000 --d-model 64 --n-layers 4 --d-state 64 \
+    --bidirectional --epochs 2 --batch-size 64 --lr 1e-2 --seed 0 \
     --output-dir checkpoints/s4d-fashion-mnist --overwrite --no-progress
 fi
 if [ -z "$SELECTED" ] || [[ " $SELECTED " == *" s4d-spoken-digits "* ]]; then
