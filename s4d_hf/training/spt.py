@@ -131,7 +131,8 @@ class SPTMetrics:
 
 def data_task_of(args) -> str:
     """The downstream task whose data format ``--dataset`` is read in: ``--data-task``, else the built-in dataset's
-    own task, ``causal-lm`` for a .txt file, ``time-series-classification`` for .npz/.csv; folders need the flag."""
+    own task, ``causal-lm`` for a .txt file, ``time-series-regression`` for an .npz with float targets,
+    ``time-series-classification`` for other .npz/.csv files; folders need the flag."""
     if getattr(args, "data_task", None):
         return args.data_task
     from .data import builtin_datasets
@@ -143,6 +144,10 @@ def data_task_of(args) -> str:
     suffix = Path(args.dataset).suffix.lower()
     if suffix == ".txt":
         return "causal-lm"
+    if suffix == ".npz" and Path(args.dataset).is_file():
+        with np.load(args.dataset, allow_pickle=False) as f:
+            if "y" in f.files and f["y"].dtype.kind == "f" and not np.all(f["y"] == np.round(f["y"])):
+                return "time-series-regression"
     if suffix in (".npz", ".csv"):
         return "time-series-classification"
     raise ValueError(f"--task self-pretraining: cannot tell the input kind of --dataset {args.dataset}; pass "
