@@ -15,8 +15,10 @@ SIZE=(--d-model 32 --n-layers 2 --d-state 16 --bidirectional)
 COMMON=(--dataset tecator --batch-size 16 --lr 5e-3 --eval-steps 25 --no-progress --overwrite)
 mkdir -p "$OUT"
 for seed in $SEEDS; do
-  $PYTHON -m s4d_hf.train --task self-pretraining "${COMMON[@]}" "${SIZE[@]}" --max-steps "$SPT_STEPS" \
-    --seed "$seed" --output-dir "$OUT/spt-$seed" > "$OUT/spt-$seed.log" 2>&1
+  if [ ! -f "$OUT/spt-$seed/config.json" ]; then  # a backbone of an earlier run in OUT is reused
+    $PYTHON -m s4d_hf.train --task self-pretraining "${COMMON[@]}" "${SIZE[@]}" --max-steps "$SPT_STEPS" \
+      --seed "$seed" --output-dir "$OUT/spt-$seed" > "$OUT/spt-$seed.log" 2>&1
+  fi
   $PYTHON -m s4d_hf.train --task time-series-regression "${COMMON[@]}" --init-from "$OUT/spt-$seed" \
     --max-steps "$FT_STEPS" --seed "$seed" --output-dir "$OUT/spt-ft-$seed" > "$OUT/spt-ft-$seed.log" 2>&1
   $PYTHON -m s4d_hf.train --task time-series-regression "${COMMON[@]}" "${SIZE[@]}" \
