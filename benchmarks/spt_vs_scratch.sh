@@ -32,4 +32,8 @@ for name in ("scratch", "spt-ft"):
     rmse = [json.load(open(f"{out}/{name}-{s}/all_results.json"))["test_rmse"] for s in seeds]
     print(f"{name:8s} test RMSE per seed {', '.join(f'{v:.3f}' for v in rmse)}; mean {np.mean(rmse):.3f} "
           f"(std {np.std(rmse):.3f}, {len(rmse)} seeds)")
+from s4d_hf.training.datasets import load_builtin
+splits = load_builtin("tecator", seed=0)
+y_train, y_test = (np.array([e["labels"] for e in split]) for split in (splits.train, splits.test))
+print(f"train-mean predictor test RMSE {np.sqrt(np.mean((y_test - y_train.mean()) ** 2)):.3f}")
 PY
