@@ -47,7 +47,7 @@ class _KeyValues(argparse.Action):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     what = parser.add_argument_group("what to train")
-    what.add_argument("--task", required=True, choices=TASKS)
+    what.add_argument("--task", required=True, choices=TASKS + ("self-pretraining",))
     what.add_argument("--dataset", required=True, metavar="SPEC",
                       help="a built-in dataset name, or a path: .npz (X, y[, X_test, y_test, X_val, y_val, lengths, "
                            "groups, label_names]), a folder of class sub-folders (audio/images), a .csv (one series "
@@ -58,10 +58,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--checkpoint-dir", help="where checkpoints go (default: <output-dir>-checkpoints)")
     what.add_argument("--backend", choices=("trainer", "accelerate"), default="trainer")
     what.add_argument("--model", metavar="DIR", help="start from this saved S4D model instead of a fresh one")
+    what.add_argument("--init-from", metavar="FOLDER",
+                      help="a pretrained S4D backbone (own --task self-pretraining output or converted): a fresh task "
+                           "model with its architecture, every matching backbone weight loaded, a new head")
     what.add_argument("--reset-head", action="store_true",
                       help="with --model: a new classifier/regression head when the labels differ")
     what.add_argument("--block-size", type=int, help="causal-lm: tokens (bytes) per training sequence (default 256)")
     what.add_argument("--image-size", type=_image_size, metavar="HxW", help="resize images of a folder to HxW")
+
+    spt = parser.add_argument_group("self-pretraining (--task self-pretraining; labels are ignored)")
+    spt.add_argument("--data-task", choices=TASKS, help="the task whose data format --dataset is read in (default: "
+                     "the built-in dataset's, causal-lm for .txt, time-series-classification for .npz/.csv)")
+    spt.add_argument("--spt-objective", choices=("auto", "causal", "masked"), default="auto",
+                     help="causal: predict the next input; masked: denoise masked inputs [auto: masked for "
+                          "--bidirectional, else causal]")
+    spt.add_argument("--spt-loss", choices=("l2", "l1"), default="l2", help="continuous inputs [l2]")
+    spt.add_argument("--spt-mask-ratio", type=float, default=0.15, help="masked: fraction of positions [0.15]")
 
     length = parser.add_argument_group("how long")
     length.add_argument("--max-steps", type=int, help="optimizer steps (overrides --epochs)")
@@ -158,6 +170,8 @@ def run(args: argparse.Namespace) -> int:
         _finish(state)
         return 130
     if state.is_main_process:
+        if job.task == "self-pretraining":
+            from s4d_hf.training.spt import write_backbone_output as write_output
         out = write_output(job, result)
         if not args.keep_checkpoints:
             import shutil

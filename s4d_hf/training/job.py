@@ -183,6 +183,10 @@ def build_model(args, task: str, splits: DatasetSplits):
     elif task == "time-series-regression":
         n_targets = int(np.prod(np.shape(splits.train[0]["labels"])) or 1)
         labels = dict(num_labels=n_targets, problem_type="regression")
+    if getattr(args, "init_from", None):  # a fresh task model around a pretrained backbone
+        from .spt import model_from_backbone
+
+        return model_from_backbone(args, task, splits, head, labels)
     size = {k: getattr(args, k) for k in MODEL_DEFAULTS}
     if args.model is None:
         inputs = dict(vocab_size=BYT5_VOCAB_SIZE, pad_token_id=0, eos_token_id=1) if task == "causal-lm" \
@@ -268,6 +272,10 @@ def prepare_job(args, is_main: bool = True, command: str = "") -> TrainingJob:
     from .evaluation import TaskMetrics
 
     task = args.task
+    if task == "self-pretraining":
+        from .spt import prepare_spt_job
+
+        return prepare_spt_job(args, is_main=is_main, command=command)
     if args.max_steps is not None and args.max_steps < 1:
         raise ValueError(f"--max-steps must be a positive integer; got {args.max_steps}")
     if args.epochs is not None and not args.epochs > 0:
