@@ -65,21 +65,16 @@ def evaluate_folder(folder, dataset: str | None = None, dataset_options: dict | 
     from s4d_hf.training.data import load_dataset_spec
 
     folder = Path(folder)
-    args_file = folder / "training_args.json"
-    if not args_file.is_file():
-        raise FileNotFoundError(f"{folder} has no training_args.json: evaluate needs a folder written by s4d-hf train")
-    run_args = json.loads(args_file.read_text())
-    task = run_args["task"]
     if dataset is None:
-        dataset, options = run_args["dataset"], dict(run_args.get("dataset_option") or {})
-        extra = dict(block_size=run_args.get("block_size"), image_size=_size(run_args.get("image_size")))
+        run_args, splits = run_splits(folder)
     else:
-        options, extra = dict(dataset_options or {}), {}
-    splits = load_dataset_spec(dataset, task, seed=run_args.get("seed", 0), builtin_options=options,
-                               **{k: v for k, v in extra.items() if v is not None})
+        run_args = read_run_args(folder)
+        splits = load_dataset_spec(dataset, run_args["task"], seed=run_args.get("seed", 0),
+                                   builtin_options=dict(dataset_options or {}))
+    task = run_args["task"]
     examples = getattr(splits, split)[:max_samples]
     if not examples:
-        raise ValueError(f"the {split} split of {dataset!r} is empty")
+        raise ValueError(f"the {split} split of {dataset or run_args['dataset']!r} is empty")
     if task == "causal-lm":
         return _language_model(folder, examples)
     predictions = _predict(folder, task, splits, examples, sampling_rate, rate_policy)
@@ -93,8 +88,24 @@ def evaluate_folder(folder, dataset: str | None = None, dataset_options: dict | 
     return {"accuracy": float((predicted == labels).mean()), "f1": _macro_f1(predicted, labels, predictions.shape[-1])}
 
 
-def _size(value):
-    return tuple(value) if value else None
+def read_run_args(folder) -> dict:
+    """The folder's training_args.json (what ``s4d-hf train`` ran)."""
+    path = Path(folder) / "training_args.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} has no training_args.json: this needs a folder written by s4d-hf train")
+    return json.loads(path.read_text())
+
+
+def run_splits(folder) -> tuple[dict, object]:
+    """(training_args.json, the run's DatasetSplits in raw units) of a folder written by ``s4d-hf train``."""
+    from s4d_hf.training.data import load_dataset_spec
+
+    run_args = read_run_args(folder)
+    extra = {k: (tuple(run_args[k]) if k == "image_size" else run_args[k])
+             for k in ("block_size", "image_size") if run_args.get(k)}
+    splits = load_dataset_spec(run_args["dataset"], run_args["task"], seed=run_args.get("seed", 0),
+                               builtin_options=dict(run_args.get("dataset_option") or {}), **extra)
+    return run_args, splits
 
 
 def _macro_f1(predicted: np.ndarray, labels: np.ndarray, n_classes: int) -> float:

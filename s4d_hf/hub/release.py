@@ -69,28 +69,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_args(folder: Path) -> dict:
-    path = folder / "training_args.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{folder} has no training_args.json: release needs a folder written by s4d-hf train")
-    return json.loads(path.read_text())
-
-
-def _splits(run_args: dict):
-    from s4d_hf.training.data import load_dataset_spec
-
-    extra = {k: (tuple(run_args[k]) if k == "image_size" else run_args[k])
-             for k in ("block_size", "image_size") if run_args.get(k)}
-    return load_dataset_spec(run_args["dataset"], run_args["task"], seed=run_args.get("seed", 0),
-                             builtin_options=dict(run_args.get("dataset_option") or {}), **extra)
-
-
 def baseline(folder) -> dict:
     """The classic baseline for the run's task on the run's own splits (fit on train+eval, scored on test)."""
+    from s4d_hf.hub.evaluate import run_splits
     from s4d_hf.training.baselines import run_baseline
 
-    run_args = _run_args(Path(folder))
-    return run_baseline(run_args["task"], _splits(run_args))
+    run_args, splits = run_splits(folder)
+    return run_baseline(run_args["task"], splits)
 
 
 def _history(folder: Path, metric: str) -> list[dict]:
@@ -119,12 +104,14 @@ def release(folder, extras: list[str] = (), dataset_id: str | None = None) -> di
     from s4d_hf.hub.cards import write_model_card
     from s4d_hf.hub.evaluate import evaluate_folder, predict_logits
 
+    from s4d_hf.hub.evaluate import run_splits
+    from s4d_hf.training.baselines import run_baseline
+
     folder = Path(folder)
-    run_args = _run_args(folder)
+    run_args, splits = run_splits(folder)
     task = run_args["task"]
-    splits = _splits(run_args)
     metrics = evaluate_folder(folder)
-    base = baseline(folder)
+    base = run_baseline(task, splits)
     main_metric = {"time-series-regression": "rmse", "causal-lm": "bits_per_byte"}.get(task, "accuracy")
     results = json.loads((folder / "all_results.json").read_text())
 

@@ -139,6 +139,17 @@ def _json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def replace_folder(tmp: Path, out: Path) -> None:
+    """Move the finished ``tmp`` folder to ``out`` by renames, replacing an existing ``out`` only at the end."""
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(out)
+
+
 def write_output(job, result) -> Path:
     """Write the Hub-ready folder (main process only); returns its path."""
     from .job import fold_target_scale
@@ -174,13 +185,7 @@ def write_output(job, result) -> Path:
         write_model_card(tmp, task=job.task, dataset=job.args.dataset, splits=job.splits, config=model.config,
                          results=results, command=job.command, world_size=result.world_size,
                          backend=job.args.backend, has_processor=has_processor)
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
+        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -32,6 +32,7 @@ from s4d_hf.modeling.modeling_s4d import S4DCausalLMOutput, S4DModel, S4DPreTrai
 
 from .collate import S4DDataCollator
 from .data import BYT5_VOCAB_SIZE, check_splits, load_dataset_spec, normalize_splits, with_image_size
+from .output import replace_folder
 
 
 UNK_TOKEN_ID = 2  # ByT5: 0 <pad>, 1 </s>, 2 <unk>; masked tokens become <unk>
@@ -253,13 +254,7 @@ Fine-tune it with `s4d-hf train --task {data_task} --dataset {job.args.dataset} 
         data = ModelCardData(library_name="transformers", pipeline_tag="feature-extraction", license="apache-2.0",
                              tags=["s4d", "state-space-model", "self-pretraining"], model_name=name)
         ModelCard(f"---\n{data.to_yaml()}\n---\n{body}").save(str(tmp / "README.md"))
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
+        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
