@@ -11,8 +11,9 @@ if [ -z "$SELECTED" ] || [[ " $SELECTED " == *" s4d-tecator "* ]]; then
     --output-dir checkpoints/s4d-tecator --overwrite --no-progress
 fi
 if [ -z "$SELECTED" ] || [[ " $SELECTED " == *" s4d-plaid "* ]]; then
-  s4d-hf train --task time-series-classification --dataset plaid --dataset-option downsample=2 \
-    --d-model 64 --n-layers 4 --d-state 64 --bidirectional --epochs 20 --batch-size 32 --lr 1e-2 --seed 0 \
+  s4d-hf train --task time-series-classification --dataset plaid --dataset-option downsample=4 \
+    --d-model 64 --n-layers 4 --d-state 64 --bidirectional --epochs 100 --batch-size 32 --lr 1e-2 \
+    --dropout 0.2 --weight-decay 0.05 --seed 0 \
     --output-dir checkpoints/s4d-plaid --overwrite --no-progress
 fi
 if [ -z "$SELECTED" ] || [[ " $SELECTED " == *" s4d-shakespeare "* ]]; then
@@ -21,8 +22,8 @@ if [ -z "$SELECTED" ] || [[ " $SELECTED " == *" s4d-shakespeare "* ]]; then
     --output-dir checkpoints/s4d-shakespeare --overwrite --no-progress
 fi
 if [ -z "$SELECTED" ] || [[ " $SELECTED " == *" s4d-fashion-mnist "* ]]; then
-  s4d-hf train --task image-classification --dataset fashion-mnist --dataset-option max_train_samples=10000 --d-model 64 --n-layers 4 --d-state 64 \
-    --bidirectional --epochs 2 --batch-size 64 --lr 1e-2 --seed 0 \
+  s4d-hf train --task image-classification --dataset fashion-mnist --d-model 64 --n-layers 4 --d-state 64 \
+    --bidirectional --epochs 4 --batch-size 64 --lr 1e-2 --seed 0 \
     --output-dir checkpoints/s4d-fashion-mnist --overwrite --no-progress
 fi
 if [ -z "$SELECTED" ] || [[ " $SELECTED " == *" s4d-spoken-digits "* ]]; then

@@ -111,6 +111,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     optim.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps [1]")
     optim.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping (0: off) [1.0]")
     optim.add_argument("--seed", type=int, default=0, help="model init, data splits and order [0]")
+    optim.add_argument("--data-seed", type=int, default=None,
+                       help="data splits and generated data only (default: --seed); fix it to compare init seeds "
+                            "on the same splits")
     optim.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default="no",
                        help="autocast for the dense layers; the SSM kernel stays float32 [no]")
 

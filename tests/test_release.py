@@ -65,3 +65,24 @@ def test_release_writes_a_card_that_evaluate_and_push_agree_with(trained, capsys
 def test_evaluate_refuses_a_folder_without_training_args(tmp_path, capsys):
     assert cli(["evaluate", str(tmp_path)]) == 1
     assert "training_args.json" in capsys.readouterr().err
+
+
+def test_release_copies_only_this_datasets_method_comparisons_into_the_card(trained, tmp_path, capsys):
+    dataset = json.loads((trained / "training_args.json").read_text())["dataset"]
+
+    def row(method, name, a, b):
+        arms = dict(zip({"ptd": ("legs", "legs-ptd"), "spt": ("scratch", "spt-then-fine-tune")}[method], (a, b)))
+        return {"method": method, "dataset": name, "metric": "accuracy", "seeds": [0, 1, 2], "steps": 40,
+                "model": "--d-model 8", **({"spt_steps": 20} if method == "spt" else {}),
+                "arms": {arm: {"per_seed": [v] * 3, "mean": v, "std": 0.0} for arm, v in arms.items()}}
+
+    results = tmp_path / "methods_results.json"
+    results.write_text(json.dumps({"rows": [row("ptd", dataset, 0.625, 0.75), row("spt", dataset, 0.5, 0.875),
+                                            row("ptd", "elsewhere", 0.0123, 0.0456)]}))
+    assert cli(["release", str(trained), "--methods", str(results)]) == 0
+    card = (trained / "README.md").read_text()
+    assert "legs: 0.625 ± 0 / legs-ptd: 0.75 ± 0" in card
+    assert "scratch: 0.5 ± 0 / spt-then-fine-tune: 0.875 ± 0" in card and "40 (after 20 SPT steps)" in card
+    assert "0.0123" not in card and f"benchmarks/methods.py ptd --datasets {dataset}" in card
+    assert cli(["release", str(trained), "--methods", str(tmp_path / "missing.json")]) == 1
+    assert "--methods" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """s4d-hf train's data side: user-path formats, non-leaking deterministic splits, normalisation from train only,
 the collator, and the offline metric modules. Also the small generated datasets the other training tests use."""
 
+import json
 import math
 import os
 
@@ -370,5 +371,30 @@ def test_fashion_mnist_builtin_trains_and_saves_its_image_processor(tmp_path):
     preprocessor = json.loads((out / "preprocessor_config.json").read_text())
     assert preprocessor["size"] == {"height": 7, "width": 7} and preprocessor["do_grayscale"] is True
     assert "Zalando" in (out / "README.md").read_text()
+    from s4d_hf.hub.evaluate import evaluate_folder  # the folder's own image processor on the run's test split
+
+    run = json.loads((out / "all_results.json").read_text())
+    assert abs(evaluate_folder(out)["accuracy"] - run["test_accuracy"]) <= 2 / 16  # 8-bit PIL input vs float
     assert train_cli("--task", "image-classification", "--dataset", "fashion-mnist", "--image-size", "7x7",
                      "--output-dir", tmp_path / "x", *TINY, "--max-steps", 4) == 2  # built-ins: --dataset-option
+
+
+def test_data_seed_fixes_the_splits_while_seed_changes_the_init(tmp_path):
+    from s4d_hf.hub.evaluate import run_splits
+
+    data = make_level_npz(tmp_path / "levels.npz", n=64)  # no test split: carved out with the data seed
+    common = ["--task", "time-series-classification", "--dataset", data, *TINY, "--max-steps", "1"]
+    runs = {"seed0": [], "seed1-data0": ["--seed", "1", "--data-seed", "0"], "seed1": ["--seed", "1"]}
+    for name, extra in runs.items():
+        assert train_cli(*common, "--output-dir", tmp_path / name, *extra) == 0
+
+    def test_inputs(name):
+        return np.stack([ex["input_values"] for ex in run_splits(tmp_path / name)[1].test])
+
+    np.testing.assert_array_equal(test_inputs("seed1-data0"), test_inputs("seed0"))
+    assert test_inputs("seed1").shape != test_inputs("seed0").shape or not np.array_equal(
+        test_inputs("seed1"), test_inputs("seed0"))
+    args = json.loads((tmp_path / "seed1-data0" / "training_args.json").read_text())
+    assert (args["seed"], args["data_seed"]) == (1, 0)
+    weights = [tmp_path / name / "model.safetensors" for name in ("seed0", "seed1-data0")]
+    assert max_weight_difference(*weights) > 1e-3  # another init

@@ -49,6 +49,8 @@ Optional keys::
     plots          list[{file, caption}]  PNG files in the folder to embed; default: every *.png in the folder
     extra_results  list[{name, description, metrics: {type: float}}]  further evaluations (another test set, another
                           sampling rate), shown in the card body only: the model-index holds the test split alone
+    method_comparisons  list[{name, metric, steps, arms, seeds, model, command}]  PTD/SPT comparison rows from
+                          benchmarks/methods_results.json (`s4d-hf release --methods`), shown in the card body only
     n_params       int    if given, must equal the count read from model.safetensors
     evaluate_folder str   the folder argument shown for `s4d-hf evaluate` (default: the folder as given, relative to
                           the working directory when inside it)
@@ -201,6 +203,12 @@ def check_info(folder, info: dict) -> dict:
             "name": _text(result, "name", f"extra_results[{i}]."), "description": result.get("description") or "",
             "metrics": {k: _number(v, f"extra_results[{i}].metrics.{k}") for k, v in result["metrics"].items()},
         })
+
+    comparisons = info.setdefault("method_comparisons", [])
+    keys = ("name", "metric", "steps", "arms", "seeds", "model", "command")
+    if not isinstance(comparisons, list) or not all(isinstance(r, dict) and all(k in r for k in keys)
+                                                     for r in comparisons):
+        _fail("method_comparisons", comparisons, f"a list of dicts with {keys}")
 
     license_id = info.setdefault("license", "apache-2.0")
     if not isinstance(license_id, str) or license_id != license_id.strip().lower() or " " in license_id:

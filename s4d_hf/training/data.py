@@ -460,6 +460,16 @@ def builtin_datasets() -> dict[str, str]:
     return dict(datasets.BUILTIN_DATASETS)
 
 
+def data_seed(args) -> int:
+    """The seed of the data splits (and generated data): --data-seed if given, else --seed.
+
+    args: the parsed train arguments, or a saved run's arguments as a dict (training_args.json).
+    """
+    get = args.get if isinstance(args, dict) else (lambda key, default=None: getattr(args, key, default))
+    value = get("data_seed", None)
+    return get("seed", 0) if value is None else value
+
+
 def load_dataset_spec(spec: str, task: str, seed: int = 0, *, block_size: int | None = None,
                       image_size: tuple[int, int] | None = None, builtin_options: dict | None = None) -> DatasetSplits:
     """``--dataset SPEC`` -> DatasetSplits: a built-in name, or a path to an .npz / .csv / .txt file or a folder.

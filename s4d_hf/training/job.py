@@ -23,6 +23,7 @@ from .data import (
     BYT5_VOCAB_SIZE,
     DatasetSplits,
     check_splits,
+    data_seed,
     load_dataset_spec,
     normalize_splits,
     with_image_size,
@@ -286,7 +287,7 @@ def prepare_job(args, is_main: bool = True, command: str = "") -> TrainingJob:
         if not torch.cuda.is_available():
             raise ValueError("--mixed-precision fp16 needs a CUDA GPU; on CPU use bf16 or no")
     output_dir, work_dir, resume_from = resolve_folders(args, is_main)
-    raw = load_dataset_spec(args.dataset, task, seed=args.seed, block_size=args.block_size,
+    raw = load_dataset_spec(args.dataset, task, seed=data_seed(args), block_size=args.block_size,
                             image_size=args.image_size, builtin_options=args.dataset_option)
     if task == "image-classification":
         raw = with_image_size(raw)

@@ -31,7 +31,7 @@ from torch import nn
 from s4d_hf.modeling.modeling_s4d import S4DCausalLMOutput, S4DModel, S4DPreTrainedModel
 
 from .collate import S4DDataCollator
-from .data import BYT5_VOCAB_SIZE, check_splits, load_dataset_spec, normalize_splits, with_image_size
+from .data import BYT5_VOCAB_SIZE, check_splits, data_seed, load_dataset_spec, normalize_splits, with_image_size
 from .output import replace_folder
 
 
@@ -176,7 +176,7 @@ def prepare_spt_job(args, is_main: bool = True, command: str = ""):
         raise ValueError(f"--spt-mask-ratio must be in (0, 1); got {ratio}")
     data_task = data_task_of(args)
     output_dir, work_dir, resume_from = resolve_folders(args, is_main)
-    raw = load_dataset_spec(args.dataset, data_task, seed=args.seed, block_size=args.block_size,
+    raw = load_dataset_spec(args.dataset, data_task, seed=data_seed(args), block_size=args.block_size,
                             image_size=args.image_size, builtin_options=args.dataset_option)
     if data_task == "image-classification":
         raw = with_image_size(raw)

@@ -1,0 +1,162 @@
+"""S4D model configuration."""
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+
+
+_CHOICES = {
+    "init": ("legs", "inv", "lin", "real", "diag", "legs-ptd"),
+    "disc": ("zoh", "bilinear"),
+    "dt_transform": ("exp", "softplus"),
+    "real_transform": ("exp", "relu", "softplus", "none"),
+    "final_act": ("glu", "id"),
+    "norm": ("layer", "batch"),
+    "pooling": ("mean", "last"),
+}
+
+
+@strict
+class S4DConfig(PreTrainedConfig):
+    r"""
+    Configuration of an S4D model (Gu et al. 2022, "On the Parameterization and Initialization of Diagonal State
+    Space Models"). The SSM options keep the names of the reference implementation (state-spaces/s4).
+
+    Inputs (at least one):
+        vocab_size (`int`, *optional*): token ids -> an embedding table (language models, byte/char inputs).
+        input_dim (`int`, *optional*): channels of continuous inputs -> a linear encoder
+            (1 for mono audio, 3 for RGB pixels, C for a C-channel time series).
+
+    Backbone:
+        d_model (`int`, defaults to 128): features H.
+        n_layers (`int`, defaults to 4): S4D blocks.
+        d_state (`int`, defaults to 64): state size N. Complex mode stores N/2 conjugate-pair modes, so N must be even.
+        dropout (`float`, defaults to 0.0): dropout after the SSM activation and on the residual branch.
+        prenorm (`bool`, defaults to False): x + f(norm(x)) instead of norm(x + f(x)).
+        final_norm (`bool`, defaults to True): with prenorm, a norm after the last block (the training framework
+            has one; example.py does not).
+        norm (`str`, defaults to "layer"): "layer" (LayerNorm) or "batch" (BatchNorm1d, as Speech Commands/LRA).
+        layer_norm_eps (`float`, defaults to 1e-5).
+
+    SSM:
+        init: "legs" (S4D-LegS), "inv" (S4D-Inv), "lin" (S4D-Lin), "real" (S4D-Real), "diag" (half inv, half lin)
+            or "legs-ptd" (S4-PTD: perturbed-then-diagonalised HiPPO-LegS, Yu et al. 2024).
+        disc: "zoh" or "bilinear".
+        dt_min, dt_max: range of the log-uniform initial step size.
+        dt_tie (`bool`, defaults to True): one dt per feature (else one per mode).
+        dt_transform: "exp" or "softplus" (dt = transform(inv_dt)).
+        real_transform: "exp", "relu", "softplus" or "none" (Re A = -transform(A_real)).
+        is_real (`bool`): real-valued A, B, C (S4D-Real).
+        channels (`int`, defaults to 1): SSM output channels per feature.
+        n_ssm (`int`, *optional*): number of independent (A, B) copies, tiled over features as h mod n_ssm;
+            None means one per feature.
+        bidirectional (`bool`): the reference's two-sided kernel (not usable for generation or streaming).
+        l_max (`int`, *optional*): truncate the kernel to min(L, round(l_max / rate)) taps.
+        final_act: "glu" (Linear to 2H then GLU) or "id" (Linear to H).
+
+    Heads:
+        pooling: "mean" (over valid positions) or "last" (last valid position) for sequence classification.
+        num_labels / problem_type / id2label: as in every transformers config.
+        tie_word_embeddings (`bool`, defaults to True): tie the LM head to the embeddings.
+
+    Optimisation (read by :func:`s4d_hf.modeling.modeling_s4d.ssm_parameter_groups`):
+        ssm_lr (`float`, defaults to 1e-3): learning rate of dt, A and B; they get weight decay `ssm_weight_decay`.
+    """
+
+    model_type = "s4d"
+    attribute_map = {"hidden_size": "d_model", "num_hidden_layers": "n_layers"}
+    keys_to_ignore_at_inference = ["cache"]
+
+    vocab_size: int | None = None
+    input_dim: int | None = None
+    d_model: int = 128
+    n_layers: int = 4
+    d_state: int = 64
+    dropout: float | int = 0.0
+    prenorm: bool = False
+    final_norm: bool = True
+    norm: str = "layer"
+    layer_norm_eps: float = 1e-5
+    init: str = "legs"
+    disc: str = "zoh"
+    dt_min: float | int = 1e-3
+    dt_max: float | int = 1e-1
+    dt_tie: bool = True
+    dt_transform: str = "exp"
+    real_transform: str = "exp"
+    is_real: bool = False
+    channels: int = 1
+    n_ssm: int | None = None
+    bidirectional: bool = False
+    l_max: int | None = None
+    final_act: str = "glu"
+    pooling: str = "mean"
+    initializer_range: float = 0.02
+    ssm_lr: float | int = 1e-3
+    ssm_weight_decay: float | int = 0.0
+    use_cache: bool = True
+    tie_word_embeddings: bool = True
+    pad_token_id: int | None = None
+    bos_token_id: int | None = None
+    eos_token_id: int | list[int] | None = None
+
+    def __post_init__(self, **kwargs):
+        self._check()
+        super().__post_init__(**kwargs)
+
+    def _check(self):
+        """Raise ValueError naming the first invalid field and what it accepts."""
+        for field, allowed in _CHOICES.items():
+            value = getattr(self, field)
+            if value not in allowed:
+                raise ValueError(f"S4DConfig.{field} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+        if self.vocab_size is None and self.input_dim is None:
+            raise ValueError(
+                "S4DConfig needs an input kind: set vocab_size (token ids) and/or input_dim (continuous inputs, "
+                "e.g. 1 for mono audio, 3 for RGB pixels)"
+            )
+        for field in ("vocab_size", "input_dim", "d_model", "n_layers", "d_state", "channels", "n_ssm", "l_max"):
+            value = getattr(self, field)
+            if value is not None and value < 1:
+                raise ValueError(f"S4DConfig.{field} must be a positive integer; got {value}")
+        if not self.is_real and self.d_state % 2:
+            raise ValueError(
+                f"S4DConfig.d_state must be even in complex mode (N/2 conjugate-pair modes are stored); got "
+                f"{self.d_state}. Use an even d_state or is_real=True."
+            )
+        if self.n_ssm is not None and self.d_model % self.n_ssm:
+            raise ValueError(f"S4DConfig.n_ssm must divide d_model={self.d_model}; got n_ssm={self.n_ssm}")
+        n_copies = self.d_model if self.n_ssm is None else self.n_ssm
+        if self.init == "diag" and n_copies % 2:
+            raise ValueError(
+                f"S4DConfig.init='diag' splits the (A, B) copies half inv / half lin, so n_ssm (or d_model when "
+                f"n_ssm is None) must be even; got {n_copies}"
+            )
+        if not 0 < self.dt_min <= self.dt_max:
+            raise ValueError(f"S4DConfig needs 0 < dt_min <= dt_max; got dt_min={self.dt_min}, dt_max={self.dt_max}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"S4DConfig.dropout must be in [0, 1); got {self.dropout}")
+
+    @property
+    def layer_types(self) -> list[str]:
+        """Every block keeps a recurrent state: transformers' DynamicCache builds one linear-attention layer each."""
+        return ["linear_attention"] * self.n_layers
+
+    def ssm_kwargs(self) -> dict:
+        """The options of one S4D layer (:class:`~s4d_hf.modeling.ssm_s4d.S4DLayer`)."""
+        return dict(
+            d_state=self.d_state,
+            channels=self.channels,
+            n_ssm=self.n_ssm,
+            init=self.init,
+            disc=self.disc,
+            dt_min=float(self.dt_min),
+            dt_max=float(self.dt_max),
+            dt_tie=self.dt_tie,
+            dt_transform=self.dt_transform,
+            real_transform=self.real_transform,
+            is_real=self.is_real,
+            bidirectional=self.bidirectional,
+        )
+
+
+__all__ = ["S4DConfig"]

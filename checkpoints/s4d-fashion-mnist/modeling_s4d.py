@@ -1,0 +1,486 @@
+"""S4D for transformers: backbone, sequence-classification head and causal-LM head.
+
+The SSM math lives in ``ssm_s4d.py``; this file is the transformers plumbing around it, in the order of
+transformers' own model files: norm -> block -> PreTrainedModel (initialisation) -> outputs -> backbone -> heads.
+The block reproduces the reference ``SequenceResidualBlock`` around ``S4Block(mode='diag')`` (state-spaces/s4).
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.cache_utils import Cache, DynamicCache
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.utils import ModelOutput
+
+from .configuration_s4d import S4DConfig
+from .ssm_s4d import S4DKernel, S4DLayer
+
+
+class S4DBatchNorm(nn.BatchNorm1d):
+    """BatchNorm1d over the features of a (B, L, H) sequence (the reference's ``norm: batch``)."""
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return super().forward(hidden_states.transpose(1, 2)).transpose(1, 2)
+
+
+def make_norm(config: S4DConfig) -> nn.Module:
+    if config.norm == "batch":
+        return S4DBatchNorm(config.d_model, eps=config.layer_norm_eps)
+    return nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+
+
+def apply_mask_to_padding(hidden_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """Zero the padded positions (mask 0) of (B, L, H) so that they never enter an SSM state or kernel sum.
+
+    With a longer mask than the sequence (cached decoding), its last L entries describe the sequence.
+    """
+    if attention_mask is None:
+        return hidden_states
+    mask = attention_mask[:, -hidden_states.shape[1] :]
+    return hidden_states * mask[:, :, None].to(hidden_states.dtype)
+
+
+class S4DBlock(GradientCheckpointingLayer):
+    """Residual block: pre-norm  x + dropout(S4D(norm(x)))  or post-norm  norm(x + dropout(S4D(x)))."""
+
+    def __init__(self, config: S4DConfig, layer_idx: int):
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.prenorm = config.prenorm
+        self.norm = make_norm(config)
+        self.mixer = S4DLayer(
+            config.d_model, final_act=config.final_act, dropout=config.dropout, l_max=config.l_max,
+            **config.ssm_kwargs(),
+        )
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        cache: Cache | None = None,
+        rate: float = 1.0,
+    ) -> torch.Tensor:
+        residual = hidden_states
+        u = self.norm(hidden_states) if self.prenorm else hidden_states
+        u = apply_mask_to_padding(u, attention_mask)
+        if cache is None:
+            y, _ = self.mixer(u, rate=rate)
+        else:
+            state = cache.get_recurrent_state(self.layer_idx)
+            if state is not None and u.shape[1] == 1:  # decoding: one recurrent step, O(1) in the context length
+                y, state = self.mixer.step(u[:, 0], state, rate=rate)
+                y = y[:, None]
+            else:  # prefill (or several new tokens): convolution, plus the final state by state forwarding
+                y, state = self.mixer(u, state=state, rate=rate, return_state=True)
+            cache.update_recurrent_state(state, self.layer_idx)
+            cache.layers[self.layer_idx].has_previous_state[0] = True  # get_recurrent_state returns None until set
+        hidden_states = residual + self.dropout(y)
+        return hidden_states if self.prenorm else self.norm(hidden_states)
+
+
+class S4DPreTrainedModel(PreTrainedModel):
+    config_class = S4DConfig
+    base_model_prefix = "s4d"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["S4DBlock"]
+    _is_stateful = True
+    # SSM parameters stay float32 when loading with dtype=bfloat16/float16 (the kernel math needs them).
+    _keep_in_fp32_modules_strict = ["kernel", "mixer.D"]
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """As transformers', and when the classes are registered for remote code, list every S4D Auto class in
+        ``auto_map`` (transformers only lists the saved class), so any head loads the folder with
+        trust_remote_code=True."""
+        if getattr(type(self), "_auto_class", None) is not None:
+            module = S4DModel.__module__.split(".")[-1]
+            auto_map = {"AutoConfig": f"{S4DConfig.__module__.split('.')[-1]}.S4DConfig",
+                        "AutoModel": f"{module}.S4DModel",
+                        "AutoModelForSequenceClassification": f"{module}.S4DForSequenceClassification"}
+            if self.config.vocab_size is not None and not self.config.bidirectional:
+                auto_map["AutoModelForCausalLM"] = f"{module}.S4DForCausalLM"
+            self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **auto_map}
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        """The only place where weights are initialised. ``init.*`` skips tensors already loaded from a checkpoint."""
+        super()._init_weights(module)
+        if isinstance(module, S4DKernel):
+            for name, value in module.initial_values().items():
+                init.copy_(getattr(module, name), value)
+        elif isinstance(module, S4DLayer):
+            init.normal_(module.D, 0.0, 1.0)
+        elif isinstance(module, nn.BatchNorm1d):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+            init.zeros_(module.running_mean)
+            init.ones_(module.running_var)
+
+
+@dataclass
+class S4DModelOutput(ModelOutput):
+    """
+    last_hidden_state (`torch.FloatTensor` of shape `(batch_size, sequence_length, d_model)`): the backbone output.
+    cache (`Cache`, *optional*): every layer's SSM state after the sequence (with `use_cache=True`).
+    hidden_states (`tuple(torch.FloatTensor)`, *optional*): the input of every block and the final output
+        (n_layers + 1 tensors).
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    cache: Cache | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class S4DSequenceClassifierOutput(ModelOutput):
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class S4DCausalLMOutput(ModelOutput):
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    cache: Cache | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+
+
+class S4DModel(S4DPreTrainedModel):
+    """The S4D backbone: encoder (token embedding and/or linear projection of continuous inputs) -> blocks ->
+    final norm (pre-norm models with ``final_norm``)."""
+
+    def __init__(self, config: S4DConfig):
+        super().__init__(config)
+        self.embeddings = nn.Embedding(config.vocab_size, config.d_model) if config.vocab_size else None
+        self.input_proj = nn.Linear(config.input_dim, config.d_model) if config.input_dim else None
+        self.layers = nn.ModuleList([S4DBlock(config, i) for i in range(config.n_layers)])
+        self.norm_f = make_norm(config) if config.prenorm and config.final_norm else None
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embeddings
+
+    def set_input_embeddings(self, new_embeddings):
+        self.embeddings = new_embeddings
+
+    def embed(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        input_values: torch.FloatTensor | None = None,
+        pixel_values: torch.FloatTensor | None = None,
+    ) -> torch.Tensor:
+        """Turn exactly one kind of input into (B, L, d_model), with errors that say what was expected."""
+        given = {k: v for k, v in dict(input_ids=input_ids, inputs_embeds=inputs_embeds, input_values=input_values,
+                                       pixel_values=pixel_values).items() if v is not None}
+        if len(given) != 1:
+            raise ValueError(
+                "S4DModel expects exactly one of input_ids, inputs_embeds, input_values, pixel_values; "
+                f"got {sorted(given) or 'none'}"
+            )
+        (name, x), = given.items()
+        if name == "input_ids":
+            if self.embeddings is None:
+                raise ValueError("input_ids given but this model has no token embedding (config.vocab_size is None); "
+                                 f"pass input_values of shape (batch, length, {self.config.input_dim})")
+            if x.dim() != 2:
+                raise ValueError(f"input_ids must have shape (batch, length); got {tuple(x.shape)}")
+            return self.embeddings(x)
+        if name == "inputs_embeds":
+            if x.dim() != 3 or x.shape[-1] != self.config.d_model:
+                raise ValueError(f"inputs_embeds must have shape (batch, length, {self.config.d_model}); "
+                                 f"got {tuple(x.shape)}")
+            return x
+        if self.input_proj is None:
+            raise ValueError(f"{name} given but this model has no continuous-input encoder (config.input_dim is "
+                             "None); pass input_ids")
+        C = self.config.input_dim
+        if name == "pixel_values" and x.dim() == 4:  # (B, C, H, W) -> raster-order pixel sequence (B, H·W, C)
+            x = x.flatten(2).transpose(1, 2)
+        if x.dim() == 2 and C == 1:
+            x = x[..., None]
+        if x.dim() != 3 or x.shape[-1] != C:
+            expected = f"(batch, length, {C})" + (" or (batch, length)" if C == 1 else "")
+            if name == "pixel_values":
+                expected += f" or (batch, {C}, height, width)"
+            raise ValueError(f"{name} must have shape {expected}; got {tuple(x.shape)}")
+        if not torch.is_floating_point(x):
+            x = x.float()
+        return self.input_proj(x.to(self.input_proj.weight.dtype))
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        input_values: torch.FloatTensor | None = None,
+        pixel_values: torch.FloatTensor | None = None,
+        cache: Cache | None = None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        rate: float | None = None,
+        **kwargs,
+    ) -> tuple | S4DModelOutput:
+        r"""
+        input_values (`torch.FloatTensor` of shape `(batch_size, length, input_dim)`, or `(batch_size, length)`
+            when input_dim is 1): continuous inputs (raw waveform, time series).
+        pixel_values (`torch.FloatTensor` of shape `(batch_size, input_dim, height, width)` or
+            `(batch_size, height*width, input_dim)`): an image read as a raster-order pixel sequence.
+        attention_mask (`torch.Tensor` of shape `(batch_size, length)`): 1 for valid positions, 0 for padding.
+            Padded positions are zeroed at every layer's SSM input.
+        cache (`Cache`): the per-layer SSM states to continue from (generation, streaming).
+        rate (`float`): multiplies every step size dt (paper §3.3: a model trained at 16 kHz runs on 8 kHz audio
+            with rate=2).
+        """
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        rate = 1.0 if rate is None else float(rate)
+        if not rate > 0:
+            raise ValueError(f"rate must be a positive number; got {rate}")
+        hidden_states = self.embed(input_ids, inputs_embeds, input_values, pixel_values)
+        if attention_mask is not None and (attention_mask.dim() != 2 or attention_mask.shape[0] != hidden_states.shape[0]
+                                           or attention_mask.shape[1] < hidden_states.shape[1]):
+            raise ValueError(f"attention_mask must have shape (batch, length) = {tuple(hidden_states.shape[:2])}; "
+                             f"got {tuple(attention_mask.shape)}")
+
+        if use_cache is None:
+            use_cache = self.config.use_cache and not self.training and cache is not None
+        if self.gradient_checkpointing and self.training:
+            use_cache = False
+        if use_cache or cache is not None:
+            if self.config.bidirectional:
+                raise ValueError("a bidirectional S4D model has no recurrent state: use_cache/cache are unsupported")
+            if cache is None:
+                cache = DynamicCache(config=self.config)
+            elif self._restarts(cache, hidden_states, attention_mask):
+                cache.reset()
+
+        all_hidden_states = () if output_hidden_states else None
+        for block in self.layers:
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+            hidden_states = block(hidden_states, attention_mask, cache, rate)
+        if self.norm_f is not None:
+            hidden_states = self.norm_f(hidden_states)
+        if output_hidden_states:
+            all_hidden_states += (hidden_states,)
+
+        if not return_dict:
+            return tuple(v for v in (hidden_states, cache, all_hidden_states) if v is not None)
+        return S4DModelOutput(last_hidden_state=hidden_states, cache=cache, hidden_states=all_hidden_states)
+
+    @staticmethod
+    def _restarts(cache: Cache, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None) -> bool:
+        """transformers' rule for a cache passed back in: with a populated state, two or more new positions whose
+        mask is no longer than them (or no mask) are the whole sequence again (restart from zero); a longer mask
+        means the new positions continue the cached ones."""
+        if not cache.layers or not cache.has_previous_state(0):
+            return False
+        L = hidden_states.shape[1]
+        return L > 1 and (attention_mask is None or attention_mask.shape[1] <= L)
+
+
+def pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, mode: str) -> torch.Tensor:
+    """(B, L, H) -> (B, H): mean over valid positions, or the last valid position."""
+    if attention_mask is None:
+        return hidden_states.mean(1) if mode == "mean" else hidden_states[:, -1]
+    mask = attention_mask[:, -hidden_states.shape[1] :].to(hidden_states.dtype)
+    if mode == "mean":
+        return (hidden_states * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+    last = hidden_states.shape[1] - 1 - mask.flip(-1).argmax(-1)
+    return hidden_states[torch.arange(hidden_states.shape[0], device=hidden_states.device), last]
+
+
+class S4DForSequenceClassification(S4DPreTrainedModel):
+    """S4D backbone -> pooling (config.pooling) -> linear classifier. Serves classification (single and
+    multi-label) and regression (num_labels outputs, problem_type="regression")."""
+
+    accepts_loss_kwargs = False  # our losses are batch means: Trainer must keep dividing by accumulation steps
+
+    def __init__(self, config: S4DConfig):
+        super().__init__(config)
+        self.s4d = S4DModel(config)
+        self.classifier = nn.Linear(config.d_model, config.num_labels)
+        if config.input_dim is not None:
+            self.main_input_name = "input_values"
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.s4d.get_input_embeddings()
+
+    def set_input_embeddings(self, new_embeddings):
+        self.s4d.set_input_embeddings(new_embeddings)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        input_values: torch.FloatTensor | None = None,
+        pixel_values: torch.FloatTensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        rate: float | None = None,
+        **kwargs,
+    ) -> tuple | S4DSequenceClassifierOutput:
+        r"""
+        labels (`torch.Tensor` of shape `(batch_size,)` or `(batch_size, num_labels)`): class indices
+            (single-label), multi-hot vectors (multi-label) or targets (regression).
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs = self.s4d(
+            input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
+            input_values=input_values, pixel_values=pixel_values, use_cache=False,
+            output_hidden_states=output_hidden_states, return_dict=True, rate=rate,
+        )
+        pooled = pool(outputs.last_hidden_state, attention_mask, self.config.pooling)
+        logits = self.classifier(pooled).float()
+        loss = None if labels is None else self.classification_loss(logits, labels)
+        if not return_dict:
+            return tuple(v for v in (loss, logits, outputs.hidden_states) if v is not None)
+        return S4DSequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
+
+    def classification_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """MSE (regression), cross-entropy (single-label) or BCE-with-logits (multi-label), as transformers' heads;
+        the problem type is inferred from num_labels and the labels' dtype when not set."""
+        config = self.config
+        if config.problem_type is None:
+            if config.num_labels == 1:
+                config.problem_type = "regression"
+            elif labels.dtype in (torch.long, torch.int):
+                config.problem_type = "single_label_classification"
+            else:
+                config.problem_type = "multi_label_classification"
+        labels = labels.to(logits.device)
+        if config.problem_type == "regression":
+            if config.num_labels == 1:
+                return F.mse_loss(logits.squeeze(-1), labels.float().reshape(-1))
+            return F.mse_loss(logits, labels.float().reshape(logits.shape))
+        if config.problem_type == "single_label_classification":
+            return F.cross_entropy(logits.view(-1, config.num_labels), labels.view(-1).long())
+        return F.binary_cross_entropy_with_logits(logits, labels.float())
+
+
+class S4DForCausalLM(S4DPreTrainedModel, GenerationMixin):
+    """S4D language model. ``generate()`` prefills the prompt by convolution (final states by state forwarding),
+    then decodes each new token with one recurrent step: O(1) time and memory per token in the context length."""
+
+    _tied_weights_keys = {"lm_head.weight": "s4d.embeddings.weight"}
+
+    def __init__(self, config: S4DConfig):
+        super().__init__(config)
+        if config.vocab_size is None:
+            raise ValueError("S4DForCausalLM needs config.vocab_size (token inputs and a vocabulary to predict)")
+        if config.bidirectional:
+            raise ValueError("S4DForCausalLM needs a causal model: config.bidirectional must be False")
+        self.s4d = S4DModel(config)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.s4d.get_input_embeddings()
+
+    def set_input_embeddings(self, new_embeddings):
+        self.s4d.set_input_embeddings(new_embeddings)
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def set_output_embeddings(self, new_embeddings):
+        self.lm_head = new_embeddings
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        cache: Cache | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        rate: float | None = None,
+        logits_to_keep: int = 0,
+        **kwargs,
+    ) -> tuple | S4DCausalLMOutput:
+        r"""
+        labels (`torch.LongTensor` of shape `(batch_size, length)`): next-token targets, shifted inside the loss
+            (as every transformers causal LM); -100 is ignored.
+        logits_to_keep (`int`): if > 0, only the last `logits_to_keep` positions get logits.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs = self.s4d(
+            input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, cache=cache,
+            use_cache=use_cache, output_hidden_states=output_hidden_states, return_dict=True, rate=rate,
+        )
+        hidden_states = outputs.last_hidden_state
+        if logits_to_keep:
+            hidden_states = hidden_states[:, -logits_to_keep:]
+        logits = self.lm_head(hidden_states).float()
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+        if not return_dict:
+            return tuple(v for v in (loss, logits, outputs.cache, outputs.hidden_states) if v is not None)
+        return S4DCausalLMOutput(loss=loss, logits=logits, cache=outputs.cache, hidden_states=outputs.hidden_states)
+
+
+def ssm_parameter_groups(model: nn.Module, lr: float, weight_decay: float = 0.0,
+                         ssm_lr: float | None = None, ssm_weight_decay: float | None = None) -> list[dict]:
+    """Optimizer parameter groups with the reference's treatment of the SSM (S4D paper, App. B):
+
+    * dt, A and B (``inv_dt``, ``A_real``, ``A_imag``, ``B``): learning rate ``ssm_lr`` (config.ssm_lr by default)
+      and weight decay ``ssm_weight_decay`` (0 by default);
+    * biases and norm parameters: ``lr``, no weight decay;
+    * everything else (C, D, linear and embedding weights): ``lr`` and ``weight_decay``.
+
+    Works on any module containing S4D layers (a bare model, a DDP/Accelerate wrapper's inner model).
+    """
+    config = getattr(model, "config", None)
+    ssm_lr = ssm_lr if ssm_lr is not None else float(getattr(config, "ssm_lr", lr))
+    ssm_weight_decay = ssm_weight_decay if ssm_weight_decay is not None else float(
+        getattr(config, "ssm_weight_decay", 0.0))
+    ssm, no_decay, decay = [], [], []
+    norm_types = (nn.LayerNorm, nn.BatchNorm1d)
+    seen = set()
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if not param.requires_grad or id(param) in seen:
+                continue
+            seen.add(id(param))
+            if isinstance(module, S4DKernel) and name != "C":
+                ssm.append(param)
+            elif isinstance(module, norm_types) or name == "bias":
+                no_decay.append(param)
+            else:
+                decay.append(param)
+    groups = [
+        {"params": decay, "lr": lr, "weight_decay": weight_decay},
+        {"params": no_decay, "lr": lr, "weight_decay": 0.0},
+        {"params": ssm, "lr": ssm_lr, "weight_decay": ssm_weight_decay},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+__all__ = [
+    "S4DPreTrainedModel",
+    "S4DModel",
+    "S4DForSequenceClassification",
+    "S4DForCausalLM",
+    "S4DModelOutput",
+    "S4DSequenceClassifierOutput",
+    "S4DCausalLMOutput",
+    "ssm_parameter_groups",
+]
