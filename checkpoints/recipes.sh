@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The exact commands that produced the shipped checkpoints (2-core CPU; see each card for the measured time).
-# Usage: bash checkpoints/recipes.sh [NAME ...]   (default: all). Then: s4d-hf release checkpoints/NAME
+# Usage: bash checkpoints/recipes.sh [NAME ...]   (default: all). Then render each card:
+#   s4d-hf release checkpoints/NAME --methods benchmarks/methods_results.json
+#   (s4d-spoken-digits also: --extra real --extra rate:16000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SELECTED="${*:-}"
@@ -18,7 +20,7 @@ if [ -z "$SELECTED" ] || [[ " $SELECTED " == *" s4d-plaid "* ]]; then
 fi
 if [ -z "$SELECTED" ] || [[ " $SELECTED " == *" s4d-shakespeare "* ]]; then
   s4d-hf train --task causal-lm --dataset shakespeare --d-model 128 --n-layers 4 --d-state 64 --prenorm \
-    --max-steps 200 --eval-steps 100 --batch-size 32 --lr 5e-3 --dataset-option max_eval_samples=200 --seed 0 \
+    --init legs-ptd --max-steps 1000 --eval-steps 250 --batch-size 32 --lr 5e-3 --dataset-option max_eval_samples=200 --seed 0 \
     --output-dir checkpoints/s4d-shakespeare --overwrite --no-progress
 fi
 if [ -z "$SELECTED" ] || [[ " $SELECTED " == *" s4d-fashion-mnist "* ]]; then
@@ -28,6 +30,6 @@ if [ -z "$SELECTED" ] || [[ " $SELECTED " == *" s4d-fashion-mnist "* ]]; then
 fi
 if [ -z "$SELECTED" ] || [[ " $SELECTED " == *" s4d-spoken-digits "* ]]; then
   s4d-hf train --task audio-classification --dataset spoken-digits --dataset-option n_per_class=100 \
-    --d-model 32 --n-layers 3 --d-state 32 --bidirectional --epochs 4 --batch-size 16 --lr 1e-2 --seed 0 \
+    --d-model 32 --n-layers 3 --d-state 32 --bidirectional --epochs 16 --batch-size 16 --lr 1e-2 --seed 0 \
     --output-dir checkpoints/s4d-spoken-digits --overwrite --no-progress
 fi

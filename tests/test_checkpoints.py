@@ -31,3 +31,19 @@ def test_checkpoint_is_hub_ready(folder):
     assert cli(["push", str(folder), "--repo-id", f"s4d-hf/{folder.name}", "--dry-run"]) == 0
     assert (folder / "model.safetensors").stat().st_size < 8_000_000
     assert not list(folder.glob("*.bin")) and not list(folder.glob("*.pt"))
+
+
+def test_readme_table_quotes_every_card_and_its_baseline():
+    """The README's checkpoint table lists every shipped folder with its card's main metric and baseline (3 d.p.)."""
+    import json
+    import re
+
+    readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| \[(s4d-[\w-]+)\]\(checkpoints/.*$", readme, re.M)}
+    assert sorted(rows) == sorted(p.name for p in CHECKPOINTS)
+    for folder in CHECKPOINTS:
+        release = json.loads((folder / "release.json").read_text())
+        main = release["baseline"]["metric"]
+        cells = [c.strip(" *") for c in rows[folder.name].split("|")]
+        assert cells[5] == f"{read_card_metrics(folder)[main]:.3f}", folder.name
+        assert cells[6].split()[0].strip("*") == f"{release['baseline']['value']:.3f}", folder.name

@@ -302,15 +302,16 @@ def discretize(dtA: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Te
 
 
 # Magnitudes |Ā^t| below exp(-30) ≈ 1e-13 are set to exactly 0: such terms are far below float32 resolution of any sum
-# they enter, and keeping them produces subnormal floats, which make CPU matrix products and FFTs ~10x slower.
+# they enter, and keeping them produces subnormal floats, which make CPU matrix products and FFTs several times
+# slower.
 _UNDERFLOW_EXPONENT = -30.0
 
 
 def _powers(log_dA: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Ā^t = exp(t · log Ā), complex64, for log_dA and real exponents t broadcast together.
 
-    Built from a real exp, cos and sin (complex exp is ~10x slower on CPU), written straight into the interleaved
-    complex layout; magnitudes below exp(-30) become exactly 0.
+    Built from a real exp, cos and sin (complex exp is several times slower on CPU), written straight into the
+    interleaved complex layout; magnitudes below exp(-30) become exactly 0.
     """
     magnitude = torch.exp(F.threshold(log_dA.real * t, _UNDERFLOW_EXPONENT, -math.inf))
     phase = log_dA.imag * t
@@ -718,7 +719,6 @@ class S4DLayer(nn.Module):
 
     def _state_contribution(self, C, log_dA, state, L):
         """y_state[b,c,h,l] = 2·Re Σ_n C[c,h,n] · s0[b,h,n] · Ā^{l+1}[h,n] (the free response from s0)."""
-        l = torch.arange(1, L + 1, device=log_dA.device, dtype=torch.float32)
         CS = C[None] * state.to(torch.complex64)[:, None]  # (B, C, H, N2)
         b, c, h, n = CS.shape
         return vandermonde_kernel(CS.reshape(b * c, h, n), log_dA, L + 1)[..., 1:].reshape(b, c, h, L)

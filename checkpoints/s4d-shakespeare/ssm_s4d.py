@@ -719,7 +719,6 @@ class S4DLayer(nn.Module):
 
     def _state_contribution(self, C, log_dA, state, L):
         """y_state[b,c,h,l] = 2·Re Σ_n C[c,h,n] · s0[b,h,n] · Ā^{l+1}[h,n] (the free response from s0)."""
-        l = torch.arange(1, L + 1, device=log_dA.device, dtype=torch.float32)
         CS = C[None] * state.to(torch.complex64)[:, None]  # (B, C, H, N2)
         b, c, h, n = CS.shape
         return vandermonde_kernel(CS.reshape(b * c, h, n), log_dA, L + 1)[..., 1:].reshape(b, c, h, L)
