@@ -1,7 +1,10 @@
 """Method comparisons from the papers around S4D, at equal fine-tuning steps, several seeds on the same splits.
 
-    ptd  init="legs" (S4D-LegS) vs init="legs-ptd" (S4-PTD; Yu, Mahoney, Erichson, ICLR 2024)
-    spt  from scratch vs self-pretraining then fine-tuning (SPT; Amos, Berant, Gupta, ICLR 2024)
+    ptd        init="legs" (S4D-LegS) vs init="legs-ptd" (S4-PTD; Yu, Mahoney, Erichson, ICLR 2024)
+    spt        from scratch vs self-pretraining then fine-tuning (SPT; Amos, Berant, Gupta, ICLR 2024)
+    ptd-noise  the models `ptd` trained, re-scored on test inputs plus a high-frequency perturbation (PTD's claim is
+               robustness to it): level·σ·(-1)^t, a tone at the Nyquist frequency, σ the train split's per-channel
+               std of the raw input (images: pixels clipped to [0, 1] afterwards). No training; run `ptd` first.
 
 Every run is one ``python -m s4d_hf.train`` command (printed and logged), with ``--seed S`` (model init and data
 order) and ``--data-seed 0`` (the same train/eval/test splits for every seed). The models are small and the runs
@@ -9,6 +12,7 @@ short so that a whole comparison fits a 2-core CPU; they are not the shipped che
 
     python benchmarks/methods.py ptd [--datasets tecator,plaid] [--seeds 0 1 2] [--work DIR]
     python benchmarks/methods.py spt ...
+    python benchmarks/methods.py ptd-noise [--levels 0.1 0.3 1]
 
 Results are merged into ``benchmarks/methods_results.json`` (per seed, mean, std, the commands, wall time) and
 printed as a markdown table. Runs whose folder already holds all_results.json are reused (delete --work to redo).
@@ -116,6 +120,59 @@ def compare(method: str, dataset: str, seeds: list[int], work: Path) -> dict:
     }
 
 
+def noise_robustness(dataset: str, seeds: list[int], work: Path, levels: list[float]) -> dict:
+    """Test metric of each trained `ptd` run under the Nyquist-tone perturbation, per level (0 = clean)."""
+    from s4d_hf.hub.evaluate import predict_logits, run_splits
+
+    setup = SETUPS[dataset]
+    task, metric = setup["task"], setup["metric"]
+    values = {init: {str(level): [] for level in [0.0, *levels]} for init in ARMS["ptd"]}
+    for seed in seeds:
+        for init in ARMS["ptd"]:
+            folder = work / f"{dataset}-{init}-{seed}"
+            if not (folder / "all_results.json").is_file():
+                raise SystemExit(f"{folder} is missing: run `python benchmarks/methods.py ptd --datasets {dataset}` "
+                                 f"with the same --work and --seeds first")
+            _, splits = run_splits(folder)
+            sigma = np.concatenate([np.asarray(ex["input_values"], np.float64) for ex in splits.train]).std(0)
+            labels = np.asarray([ex["labels"] for ex in splits.test], dtype=np.float64)
+            for level in [0.0, *levels]:
+                perturbed = []
+                for ex in splits.test:
+                    x = np.asarray(ex["input_values"], np.float64)
+                    tone = np.where(np.arange(len(x)) % 2 == 0, 1.0, -1.0)[:, None]
+                    x = x + level * sigma * tone
+                    if task == "image-classification":
+                        x = np.clip(x, 0.0, 1.0)
+                    perturbed.append({**ex, "input_values": x.astype(np.float32)})
+                out = predict_logits(folder, task, splits, perturbed)
+                if metric == "rmse":
+                    score = float(np.sqrt(((out.reshape(len(labels), -1) - labels.reshape(len(labels), -1)) ** 2)
+                                          .mean()))
+                else:
+                    score = float((out.argmax(-1) == labels).mean())
+                values[init][str(level)].append(score)
+    return {
+        "method": "ptd-noise", "dataset": dataset, "task": task, "metric": metric,
+        "lower_is_better": metric in LOWER_IS_BETTER, "seeds": seeds, "levels": [0.0, *levels],
+        "arms": {init: {level: {"per_seed": v, "mean": float(np.mean(v)), "std": float(np.std(v))}
+                        for level, v in by_level.items()} for init, by_level in values.items()},
+        "model": " ".join(setup["size"]), "dataset_options": setup["options"],
+        "perturbation": "x + level * train_std * (-1)^t (Nyquist tone); images clipped to [0, 1]",
+    }
+
+
+def noise_table(rows: list[dict]) -> str:
+    lines = ["| dataset | metric | level | legs | legs-ptd | seeds |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        for level in row["levels"]:
+            cells = [f"{row['arms'][i][str(level)]['mean']:.4g} ± {row['arms'][i][str(level)]['std']:.2g}"
+                     for i in ARMS["ptd"]]
+            lines.append(f"| {row['dataset']} | {row['metric']} | {level:g} | {cells[0]} | {cells[1]} | "
+                         f"{len(row['seeds'])} |")
+    return "\n".join(lines)
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| comparison | dataset | metric | steps | arm A | arm B | seeds |", "|---|---|---|---|---|---|---|"]
     for row in rows:
@@ -129,7 +186,9 @@ def table(rows: list[dict]) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("method", choices=sorted(ARMS))
+    parser.add_argument("method", choices=[*sorted(ARMS), "ptd-noise"])
+    parser.add_argument("--levels", type=float, nargs="+", default=[0.1, 0.3, 1.0],
+                        help="ptd-noise: perturbation amplitudes in train-std units [0.1 0.3 1]")
     parser.add_argument("--datasets", default=None, help=f"comma-separated, from {', '.join(SETUPS)} [all that apply]")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--work", default="/tmp/s4d-methods", help="where the runs go [/tmp/s4d-methods]")
@@ -139,6 +198,8 @@ def main(argv=None) -> int:
     unknown = [n for n in names if n not in SETUPS]
     if unknown:
         parser.error(f"--datasets: unknown {unknown}; expected some of {list(SETUPS)}")
+    if args.method == "ptd-noise":
+        names = [n for n in names if SETUPS[n]["task"] != "causal-lm"]  # a byte sequence has no additive noise
     if args.method == "spt":
         skipped = [n for n in names if SETUPS[n]["spt_steps"] is None]
         for name in skipped:
@@ -148,6 +209,14 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     path = Path(args.results)
     stored = json.loads(path.read_text()) if path.is_file() else {"rows": []}
+    if args.method == "ptd-noise":
+        for name in names:
+            row = noise_robustness(name, args.seeds, work, args.levels)
+            stored["noise_rows"] = [r for r in stored.get("noise_rows", []) if r["dataset"] != name] + [row]
+            stored["noise_rows"].sort(key=lambda r: list(SETUPS).index(r["dataset"]))
+            path.write_text(json.dumps(stored, indent=1) + "\n")
+            print(noise_table([row]), flush=True)
+        return 0
     for name in names:
         print(f"{args.method} on {name}:", flush=True)
         row = compare(args.method, name, args.seeds, work)
