@@ -62,7 +62,7 @@ def evaluate_folder(folder, dataset: str | None = None, dataset_options: dict | 
                     max_samples: int | None = None) -> dict[str, float]:
     """Metrics of the saved model + processor on the run's test split (or ``dataset``). See the module docstring."""
     import s4d_hf  # noqa: F401  (registers the Auto classes and processors)
-    from s4d_hf.training.data import data_seed, load_dataset_spec, with_image_size
+    from s4d_hf.training.data import data_seed, load_dataset_spec
 
     folder = Path(folder)
     if dataset is None:
@@ -71,8 +71,6 @@ def evaluate_folder(folder, dataset: str | None = None, dataset_options: dict | 
         run_args = read_run_args(folder)
         splits = load_dataset_spec(dataset, run_args["task"], seed=data_seed(run_args),
                                    builtin_options=dict(dataset_options or {}))
-        if run_args["task"] == "image-classification":
-            splits = with_image_size(splits)
     task = run_args["task"]
     examples = getattr(splits, split)[:max_samples]
     if not examples:
@@ -100,15 +98,13 @@ def read_run_args(folder) -> dict:
 
 def run_splits(folder) -> tuple[dict, object]:
     """(training_args.json, the run's DatasetSplits in raw units) of a folder written by ``s4d-hf train``."""
-    from s4d_hf.training.data import data_seed, load_dataset_spec, with_image_size
+    from s4d_hf.training.data import data_seed, load_dataset_spec
 
     run_args = read_run_args(folder)
     extra = {k: (tuple(run_args[k]) if k == "image_size" else run_args[k])
              for k in ("block_size", "image_size") if run_args.get(k)}
     splits = load_dataset_spec(run_args["dataset"], run_args["task"], seed=data_seed(run_args),
                                builtin_options=dict(run_args.get("dataset_option") or {}), **extra)
-    if run_args["task"] == "image-classification":
-        splits = with_image_size(splits)  # as the training run did
     return run_args, splits
 
 

@@ -476,7 +476,13 @@ def load_dataset_spec(spec: str, task: str, seed: int = 0, *, block_size: int | 
 
     ``block_size``: tokens per chunk of a .txt file (default 256); ``image_size``: (H, W) to resize the images of a
     folder to; ``builtin_options``: keyword options of a built-in dataset's loader (``--dataset-option``).
+    Image splits always come back with ``image_size`` set (square images inferred, see `with_image_size`).
     """
+    splits = _load_dataset_spec(spec, task, seed, block_size, image_size, builtin_options)
+    return with_image_size(splits) if task == "image-classification" else splits
+
+
+def _load_dataset_spec(spec, task, seed, block_size, image_size, builtin_options) -> DatasetSplits:
     options = dict(builtin_options or {})
     if task not in TASKS:
         raise ValueError(f"--task must be one of {', '.join(TASKS)}; got {task!r}")

@@ -26,7 +26,6 @@ from .data import (
     data_seed,
     load_dataset_spec,
     normalize_splits,
-    with_image_size,
 )
 
 
@@ -289,8 +288,6 @@ def prepare_job(args, is_main: bool = True, command: str = "") -> TrainingJob:
     output_dir, work_dir, resume_from = resolve_folders(args, is_main)
     raw = load_dataset_spec(args.dataset, task, seed=data_seed(args), block_size=args.block_size,
                             image_size=args.image_size, builtin_options=args.dataset_option)
-    if task == "image-classification":
-        raw = with_image_size(raw)
     check_splits(task, raw)
     splits, stats = normalize_splits(task, raw)
     target_mean = target_std = None

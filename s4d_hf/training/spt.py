@@ -31,7 +31,7 @@ from torch import nn
 from s4d_hf.modeling.modeling_s4d import S4DCausalLMOutput, S4DModel, S4DPreTrainedModel
 
 from .collate import S4DDataCollator
-from .data import BYT5_VOCAB_SIZE, check_splits, data_seed, load_dataset_spec, normalize_splits, with_image_size
+from .data import BYT5_VOCAB_SIZE, check_splits, data_seed, load_dataset_spec, normalize_splits
 from .output import replace_folder
 
 
@@ -178,8 +178,6 @@ def prepare_spt_job(args, is_main: bool = True, command: str = ""):
     output_dir, work_dir, resume_from = resolve_folders(args, is_main)
     raw = load_dataset_spec(args.dataset, data_task, seed=data_seed(args), block_size=args.block_size,
                             image_size=args.image_size, builtin_options=args.dataset_option)
-    if data_task == "image-classification":
-        raw = with_image_size(raw)
     check_splits(data_task, raw)
     splits, stats = normalize_splits(data_task, raw)
 
