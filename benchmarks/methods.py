@@ -126,35 +126,37 @@ def noise_robustness(dataset: str, seeds: list[int], work: Path, levels: list[fl
 
     setup = SETUPS[dataset]
     task, metric = setup["task"], setup["metric"]
-    values = {init: {str(level): [] for level in [0.0, *levels]} for init in ARMS["ptd"]}
-    for seed in seeds:
-        for init in ARMS["ptd"]:
-            folder = work / f"{dataset}-{init}-{seed}"
-            if not (folder / "all_results.json").is_file():
-                raise SystemExit(f"{folder} is missing: run `python benchmarks/methods.py ptd --datasets {dataset}` "
-                                 f"with the same --work and --seeds first")
-            _, splits = run_splits(folder)
-            sigma = np.concatenate([np.asarray(ex["input_values"], np.float64) for ex in splits.train]).std(0)
-            labels = np.asarray([ex["labels"] for ex in splits.test], dtype=np.float64)
-            for level in [0.0, *levels]:
-                perturbed = []
-                for ex in splits.test:
-                    x = np.asarray(ex["input_values"], np.float64)
-                    tone = np.where(np.arange(len(x)) % 2 == 0, 1.0, -1.0)[:, None]
-                    x = x + level * sigma * tone
-                    if task == "image-classification":
-                        x = np.clip(x, 0.0, 1.0)
-                    perturbed.append({**ex, "input_values": x.astype(np.float32)})
-                out = predict_logits(folder, task, splits, perturbed)
-                if metric == "rmse":
-                    score = float(np.sqrt(((out.reshape(len(labels), -1) - labels.reshape(len(labels), -1)) ** 2)
-                                          .mean()))
-                else:
-                    score = float((out.argmax(-1) == labels).mean())
-                values[init][str(level)].append(score)
+    all_levels = [0.0, *levels]
+    folders = {(init, seed): work / f"{dataset}-{init}-{seed}" for seed in seeds for init in ARMS["ptd"]}
+    for folder in folders.values():
+        if not (folder / "all_results.json").is_file():
+            raise SystemExit(f"{folder} is missing: run `python benchmarks/methods.py ptd --datasets {dataset}` "
+                             f"with the same --work and --seeds first")
+    # every run used --data-seed 0 and the same options: one load of the splits serves them all
+    _, splits = run_splits(next(iter(folders.values())))
+    sigma = np.concatenate([np.asarray(ex["input_values"], np.float64) for ex in splits.train]).std(0)
+    labels = np.asarray([ex["labels"] for ex in splits.test], dtype=np.float64).reshape(len(splits.test), -1)
+    perturbed = []  # the test split once per level, in level order
+    for level in all_levels:
+        for ex in splits.test:
+            x = np.asarray(ex["input_values"], np.float64)
+            tone = np.where(np.arange(len(x)) % 2 == 0, 1.0, -1.0)[:, None]
+            x = x + level * sigma * tone
+            if task == "image-classification":
+                x = np.clip(x, 0.0, 1.0)
+            perturbed.append({**ex, "input_values": x.astype(np.float32)})
+    values = {init: {str(level): [] for level in all_levels} for init in ARMS["ptd"]}
+    for (init, _), folder in folders.items():
+        outputs = np.split(predict_logits(folder, task, splits, perturbed), len(all_levels))
+        for level, out in zip(all_levels, outputs):
+            if metric == "rmse":
+                score = float(np.sqrt(((out.reshape(labels.shape) - labels) ** 2).mean()))
+            else:
+                score = float((out.argmax(-1) == labels[:, 0]).mean())
+            values[init][str(level)].append(score)
     return {
         "method": "ptd-noise", "dataset": dataset, "task": task, "metric": metric,
-        "lower_is_better": metric in LOWER_IS_BETTER, "seeds": seeds, "levels": [0.0, *levels],
+        "lower_is_better": metric in LOWER_IS_BETTER, "seeds": seeds, "levels": all_levels,
         "arms": {init: {level: {"per_seed": v, "mean": float(np.mean(v)), "std": float(np.std(v))}
                         for level, v in by_level.items()} for init, by_level in values.items()},
         "model": " ".join(setup["size"]), "dataset_options": setup["options"],
