@@ -59,14 +59,17 @@ def _options(pairs: list[str]) -> dict:
 
 def evaluate_folder(folder, dataset: str | None = None, dataset_options: dict | None = None, split: str = "test",
                     sampling_rate: int | None = None, rate_policy: str | None = None,
-                    max_samples: int | None = None) -> dict[str, float]:
-    """Metrics of the saved model + processor on the run's test split (or ``dataset``). See the module docstring."""
+                    max_samples: int | None = None, run: tuple | None = None) -> dict[str, float]:
+    """Metrics of the saved model + processor on the run's test split (or ``dataset``). See the module docstring.
+
+    run: the folder's ``run_splits(folder)`` when the caller already has it (the run's own data is not reloaded).
+    """
     import s4d_hf  # noqa: F401  (registers the Auto classes and processors)
     from s4d_hf.training.data import data_seed, load_dataset_spec
 
     folder = Path(folder)
     if dataset is None:
-        run_args, splits = run_splits(folder)
+        run_args, splits = run if run is not None else run_splits(folder)
     else:
         run_args = read_run_args(folder)
         splits = load_dataset_spec(dataset, run_args["task"], seed=data_seed(run_args),

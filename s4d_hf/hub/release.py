@@ -105,15 +105,13 @@ def release(folder, extras: list[str] = (), dataset_id: str | None = None, metho
 
     from s4d_hf.hub import plots
     from s4d_hf.hub.cards import write_model_card
-    from s4d_hf.hub.evaluate import evaluate_folder, predict_logits
-
-    from s4d_hf.hub.evaluate import run_splits
+    from s4d_hf.hub.evaluate import evaluate_folder, predict_logits, run_splits
     from s4d_hf.training.baselines import run_baseline
 
     folder = Path(folder)
     run_args, splits = run_splits(folder)
     task = run_args["task"]
-    metrics = evaluate_folder(folder)
+    metrics = evaluate_folder(folder, run=(run_args, splits))
     base = run_baseline(task, splits)
     main_metric = {"time-series-regression": "rmse", "causal-lm": "bits_per_byte"}.get(task, "accuracy")
     results = json.loads((folder / "all_results.json").read_text())
@@ -133,7 +131,7 @@ def release(folder, extras: list[str] = (), dataset_id: str | None = None, metho
     plots.plot_eigenvalues(AutoModel.from_pretrained(folder), folder / "eigenvalues.png")
     plot_list.append({"file": "eigenvalues.png", "caption": "First layer's trained dt·A (continuous) and Ā"})
 
-    extra_results = [_extra(folder, kind) for kind in extras]
+    extra_results = [_extra(folder, kind, (run_args, splits)) for kind in extras]
     name = folder.name
     command = run_args.get("command")
     if not command:
@@ -202,7 +200,7 @@ def _method_comparisons(path, dataset: str) -> list[dict]:
     return out
 
 
-def _extra(folder: Path, kind: str) -> dict:
+def _extra(folder: Path, kind: str, run: tuple) -> dict:
     """Further audio evaluations: the real recorded digits, and clips at another sampling rate."""
     from s4d_hf.hub.evaluate import evaluate_folder
 
@@ -214,8 +212,8 @@ def _extra(folder: Path, kind: str) -> dict:
                 "metrics": metrics}
     if kind.startswith("rate:"):
         hz = int(kind.split(":", 1)[1])
-        by_rate = evaluate_folder(folder, sampling_rate=hz, rate_policy="rate")
-        by_resampling = evaluate_folder(folder, sampling_rate=hz, rate_policy="resample")
+        by_rate = evaluate_folder(folder, sampling_rate=hz, rate_policy="rate", run=run)
+        by_resampling = evaluate_folder(folder, sampling_rate=hz, rate_policy="resample", run=run)
         return {"name": f"Test clips at {hz} Hz",
                 "description": f"the test clips resampled to {hz} Hz, then fed either with the S4D step-size change "
                                f"(rate policy: dt scaled by model_rate/{hz}, no resampling) or resampled back by "
