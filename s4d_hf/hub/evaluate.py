@@ -80,8 +80,12 @@ def evaluate_folder(folder, dataset: str | None = None, dataset_options: dict | 
         raise ValueError(f"the {split} split of {dataset or run_args['dataset']!r} is empty")
     if task == "causal-lm":
         return _language_model(folder, examples)
-    predictions = _predict(folder, task, splits, examples, sampling_rate, rate_policy)
-    labels = np.asarray([ex["labels"] for ex in examples])
+    predictions = predict_logits(folder, task, splits, examples, sampling_rate, rate_policy)
+    return scores(task, predictions, np.asarray([ex["labels"] for ex in examples]))
+
+
+def scores(task: str, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Test metrics from the model's outputs: mse/mae/rmse (regression, original units) or accuracy/macro F1."""
     if task == "time-series-regression":
         predictions, labels = predictions.reshape(len(labels), -1), labels.astype(np.float64).reshape(len(labels), -1)
         err = predictions - labels
@@ -123,12 +127,10 @@ def _macro_f1(predicted: np.ndarray, labels: np.ndarray, n_classes: int) -> floa
 
 def predict_logits(folder, task: str, splits, examples, sampling_rate=None, rate_policy=None) -> np.ndarray:
     """Raw examples -> the folder's processor -> the folder's model -> logits / outputs (N, K) as numpy."""
-    return _predict(Path(folder), task, splits, examples, sampling_rate, rate_policy)
-
-
-def _predict(folder: Path, task, splits, examples, sampling_rate, rate_policy) -> np.ndarray:
     import torch
     from transformers import AutoFeatureExtractor, AutoImageProcessor, AutoModelForSequenceClassification
+
+    from s4d_hf.processing.feature_extraction_s4d import resample
 
     model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
     if task == "image-classification":
@@ -146,7 +148,7 @@ def _predict(folder: Path, task, splits, examples, sampling_rate, rate_policy) -
             rate = splits.sampling_rate
             waves = [np.asarray(ex["input_values"], dtype=np.float32).reshape(-1) for ex in batch]
             if sampling_rate is not None and sampling_rate != rate:
-                waves, rate = [_resample(w, rate, sampling_rate) for w in waves], sampling_rate
+                waves, rate = [resample(w, rate, sampling_rate) for w in waves], sampling_rate
             inputs = processor(waves, sampling_rate=rate, return_tensors="pt")
         else:
             inputs = processor([np.asarray(ex["input_values"]) for ex in batch], return_tensors="pt")
@@ -163,13 +165,6 @@ def _image(example, splits):
     pixels = np.asarray(example["input_values"], dtype=np.float64).reshape(height, width, -1)
     pixels = np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8)
     return Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
-
-
-def _resample(wave: np.ndarray, src: int, dst: int) -> np.ndarray:
-    from scipy.signal import resample_poly
-
-    g = math.gcd(src, dst)
-    return resample_poly(wave, dst // g, src // g).astype(np.float32)
 
 
 def _language_model(folder: Path, examples) -> dict[str, float]:

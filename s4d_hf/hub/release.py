@@ -105,26 +105,33 @@ def release(folder, extras: list[str] = (), dataset_id: str | None = None, metho
 
     from s4d_hf.hub import plots
     from s4d_hf.hub.cards import write_model_card
-    from s4d_hf.hub.evaluate import evaluate_folder, predict_logits, run_splits
+    from s4d_hf.hub.evaluate import evaluate_folder, predict_logits, run_splits, scores
     from s4d_hf.training.baselines import run_baseline
+    from s4d_hf.training.data import CLASSIFICATION_TASKS
 
     folder = Path(folder)
     run_args, splits = run_splits(folder)
+    command = run_args.get("command")
+    if not command:
+        raise ValueError(f"{folder}/training_args.json has no 'command'; retrain with this version of s4d-hf")
     task = run_args["task"]
-    metrics = evaluate_folder(folder, run=(run_args, splits))
+    if task in CLASSIFICATION_TASKS:  # one pass over the test split gives the metrics and the confusion matrix
+        logits = predict_logits(folder, task, splits, splits.test)
+        labels = np.asarray([ex["labels"] for ex in splits.test])
+        metrics = scores(task, logits, labels)
+    else:
+        metrics = evaluate_folder(folder, run=(run_args, splits))
     base = run_baseline(task, splits)
     main_metric = {"time-series-regression": "rmse", "causal-lm": "bits_per_byte"}.get(task, "accuracy")
     results = json.loads((folder / "all_results.json").read_text())
 
     plot_list = []
-    history = _history(folder, "loss" if task == "causal-lm" else main_metric)
+    curve_metric = "loss" if task == "causal-lm" else main_metric
+    history = _history(folder, curve_metric)
     if history:
-        plots.plot_training_curve(history, folder / "training_curve.png",
-                                  metric_name=f"eval {'loss' if task == 'causal-lm' else main_metric}")
+        plots.plot_training_curve(history, folder / "training_curve.png", metric_name=f"eval {curve_metric}")
         plot_list.append({"file": "training_curve.png", "caption": "Training loss and the eval-split metric"})
-    if task in ("audio-classification", "image-classification", "time-series-classification"):
-        logits = predict_logits(folder, task, splits, splits.test)
-        labels = np.asarray([ex["labels"] for ex in splits.test])
+    if task in CLASSIFICATION_TASKS:
         names = [splits.id2label[i] for i in range(len(splits.id2label))]
         plots.plot_confusion_matrix(labels, logits.argmax(-1), folder / "confusion_matrix.png", names)
         plot_list.append({"file": "confusion_matrix.png", "caption": "Confusion matrix on the test split"})
@@ -133,9 +140,6 @@ def release(folder, extras: list[str] = (), dataset_id: str | None = None, metho
 
     extra_results = [_extra(folder, kind, (run_args, splits)) for kind in extras]
     name = folder.name
-    command = run_args.get("command")
-    if not command:
-        raise ValueError(f"{folder}/training_args.json has no 'command'; retrain with this version of s4d-hf")
     minutes = results.get("train_runtime", 0) / 60
     info = {
         "model_name": name,

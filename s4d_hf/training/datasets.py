@@ -514,12 +514,10 @@ def read_wav_bytes(data: bytes, source: str = "<bytes>") -> tuple[int, np.ndarra
 
 
 def _resample(x: np.ndarray, rate: int, target: int) -> np.ndarray:
-    if rate == target:
-        return x
-    from scipy.signal import resample_poly  # the polyphase filter also low-passes to the new Nyquist band
+    """The processor's polyphase resampling (it also low-passes to the new Nyquist band); a no-op at equal rates."""
+    from s4d_hf.processing.feature_extraction_s4d import resample
 
-    g = math.gcd(rate, target)
-    return resample_poly(x, target // g, rate // g).astype(np.float32)
+    return x if rate == target else resample(x, rate, target)
 
 
 def trim_silence(x: np.ndarray, sampling_rate: int, threshold_db: float = -40.0) -> np.ndarray:
