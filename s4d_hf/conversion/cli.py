@@ -4,7 +4,7 @@ import argparse
 import os
 import sys
 
-_FORMATS = ("auto", "example", "s4block", "lightning")
+from .formats import FLAG_NAMES, FORMATS
 
 
 def _labels(text: str) -> list[str]:
@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", metavar="SRC", help="checkpoint: example.py ckpt.pth, an S4Block model's state dict, "
                         "a Lightning .ckpt or its .pt state dict")
     parser.add_argument("out", metavar="OUT", help="folder to create (save_pretrained layout + README.md)")
-    parser.add_argument("--format", choices=_FORMATS, default="auto",
+    parser.add_argument("--format", choices=("auto", *FORMATS), default="auto",
                         help="example (example.py + s4d.py), s4block (example.py-style + s4.py S4Block), lightning "
                         "(the training framework); default: detect from the key names")
     parser.add_argument("--config", metavar="PATH", help="the framework run's .hydra/config.yaml or hparams.yaml "
@@ -56,8 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()  # stdout reports the conversion; stderr is kept for the one-line errors
-    flags = {name: getattr(args, name) for name in ("disc", "dt_transform", "real_transform", "prenorm", "final_act",
-                                                    "decoder_mode", "l_max", "task", "num_labels", "labels")}
+    flags = {name: getattr(args, name) for name in FLAG_NAMES}
     try:
         convert(args.src, args.out, format=args.format, config=args.config, overwrite=args.overwrite,
                 force=args.force, trust_pickle=args.trust_pickle, tolerance=args.tolerance, **flags)

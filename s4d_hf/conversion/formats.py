@@ -114,8 +114,13 @@ class Plan:
     notes: list[str] = field(default_factory=list)  # facts for the model card (not options)
 
     @property
+    def values(self) -> dict:
+        """{option name: value}, without the provenance."""
+        return {k: o.value for k, o in self.options.items()}
+
+    @property
     def config(self) -> S4DConfig:
-        kwargs = {k: o.value for k, o in self.options.items()}
+        kwargs = self.values
         labels = kwargs.pop("labels", None)
         num_labels = kwargs.pop("num_labels")
         if labels is not None:

@@ -104,8 +104,9 @@ def convert(
             except OSError:
                 pass
         raise
-    log(f"wrote    {out}" + ("" if all(c.passed for c in checks) else "  (verification FAILED; --force)"))
-    return ConversionResult(out, checkpoint, plan, checks)
+    result = ConversionResult(out, checkpoint, plan, checks)
+    log(f"wrote    {out}" + ("" if result.passed else "  (verification FAILED; --force)"))
+    return result
 
 
 def _refuse_on_failure(checks: list[Check], force: bool) -> None:

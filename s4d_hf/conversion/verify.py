@@ -73,7 +73,7 @@ def reference_kernel(state_dict: dict[str, torch.Tensor], plan: Plan, i: int, L:
 
     Returns (Ck, H, L) float64.
     """
-    opt = {k: o.value for k, o in plan.options.items()}
+    opt = plan.values
     p = plan.layout.layer.format(i=i)
 
     def get(name):
@@ -124,7 +124,7 @@ def _norm(state_dict, prefix: str, kind: str, eps: float, x: torch.Tensor) -> to
 
 def _layer(state_dict, plan: Plan, i: int, x: torch.Tensor) -> torch.Tensor:
     """One S4D layer on (B, L, H) -> (B, L, H): y = K * u + D·u -> GELU -> output_linear -> GLU (or identity)."""
-    opt = {k: o.value for k, o in plan.options.items()}
+    opt = plan.values
     p = plan.layout.layer.format(i=i)
     u = x.transpose(1, 2)  # (B, H, L)
     L = u.shape[-1]
@@ -157,7 +157,7 @@ def _layer(state_dict, plan: Plan, i: int, x: torch.Tensor) -> torch.Tensor:
 
 def reference_logits(state_dict: dict[str, torch.Tensor], plan: Plan, inputs: torch.Tensor) -> torch.Tensor:
     """The source model's output for ``inputs`` ((B, L) token ids or (B, L, d_input) values): (B, num_labels)."""
-    opt = {k: o.value for k, o in plan.options.items()}
+    opt = plan.values
     lay = plan.layout
     W = state_dict[lay.encoder + "weight"].double()
     x = W[inputs] if opt.get("vocab_size") else inputs.double() @ W.T + state_dict[lay.encoder + "bias"].double()
@@ -180,7 +180,7 @@ def reference_logits(state_dict: dict[str, torch.Tensor], plan: Plan, inputs: to
 
 def random_inputs(plan: Plan, batch: int = 2, length: int = 64, seed: int = 0) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
-    opt = {k: o.value for k, o in plan.options.items()}
+    opt = plan.values
     if opt.get("vocab_size"):
         return torch.randint(0, opt["vocab_size"], (batch, length), generator=generator)
     return torch.randn(batch, length, opt["input_dim"], generator=generator)
