@@ -51,10 +51,6 @@ class TrainingJob:
     command: str = ""
     stop: "GracefulStop | None" = None
 
-    @property
-    def max_steps(self) -> int | None:
-        return self.args.max_steps
-
 
 @dataclasses.dataclass
 class TrainResult:

@@ -7,6 +7,7 @@ complete.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -139,15 +140,31 @@ def _json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def replace_folder(tmp: Path, out: Path) -> None:
-    """Move the finished ``tmp`` folder to ``out`` by renames, replacing an existing ``out`` only at the end."""
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(out)
+@contextlib.contextmanager
+def staged_folder(out: Path):
+    """Yield an empty temporary sibling of ``out`` to write the folder into. When the block finishes, it replaces
+    ``out`` by renames (an existing ``out`` is swapped out only at the end); on any error it is removed and ``out``
+    is left as it was: never a half-written output folder."""
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def run_arguments(job) -> dict:
+    """training_args.json: the parsed arguments (private ones left out) and the exact command line."""
+    return {**{k: v for k, v in vars(job.args).items() if not k.startswith("_")}, "command": job.command}
 
 
 def write_output(job, result) -> Path:
@@ -155,10 +172,7 @@ def write_output(job, result) -> Path:
     from .job import fold_target_scale
 
     out = job.output_dir
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with staged_folder(out) as tmp:
         model, state_dict = result.model, dict(result.state_dict)
         if job.task == "time-series-regression":  # on copies: the state dict may share the model's tensors
             W, b = state_dict["classifier.weight"].detach().clone(), state_dict["classifier.bias"].detach().clone()
@@ -180,13 +194,8 @@ def write_output(job, result) -> Path:
         _json(tmp / "all_results.json", results)
         _json(tmp / "eval_results.json", {**result.eval_metrics, **result.test_metrics})
         _json(tmp / "log_history.json", result.log_history)
-        _json(tmp / "training_args.json", {**{k: v for k, v in vars(job.args).items() if not k.startswith("_")},
-                                           "command": job.command})
+        _json(tmp / "training_args.json", run_arguments(job))
         write_model_card(tmp, task=job.task, dataset=job.args.dataset, splits=job.splits, config=model.config,
                          results=results, command=job.command, world_size=result.world_size,
                          backend=job.args.backend, has_processor=has_processor)
-        replace_folder(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

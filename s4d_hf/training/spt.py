@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -32,11 +30,10 @@ from s4d_hf.modeling.modeling_s4d import S4DCausalLMOutput, S4DModel, S4DPreTrai
 
 from .collate import S4DDataCollator
 from .data import BYT5_VOCAB_SIZE, check_splits, data_seed, load_dataset_spec, normalize_splits
-from .output import replace_folder
+from .output import run_arguments, staged_folder
 
 
 UNK_TOKEN_ID = 2  # ByT5: 0 <pad>, 1 </s>, 2 <unk>; masked tokens become <unk>
-OBJECTIVES = ("auto", "causal", "masked")
 # size flags that describe the backbone (must agree with an --init-from folder when given)
 BACKBONE_FLAGS = ("d_model", "n_layers", "d_state", "init", "disc", "bidirectional", "prenorm", "norm")
 
@@ -81,14 +78,13 @@ class S4DForSelfPretraining(S4DPreTrainedModel):
             else attention_mask.bool()
         if tokens:
             valid = valid & (target != -100)
+        key = "input_ids" if tokens else "input_values"
         if self.objective == "masked":
             where = self._mask(valid)
             corrupted = x.masked_fill(where, UNK_TOKEN_ID) if tokens else x * (~where)[..., None]
-            key = "input_ids" if tokens else "input_values"
             hidden = self.s4d(**{key: corrupted}, attention_mask=attention_mask).last_hidden_state
             prediction, select = self.head(hidden), where
         else:  # causal: position t predicts the input at t + 1
-            key = "input_ids" if tokens else "input_values"
             hidden = self.s4d(**{key: x}, attention_mask=attention_mask).last_hidden_state
             prediction = self.head(hidden)[:, :-1]
             target, select = target[:, 1:], valid[:, 1:] & valid[:, :-1]
@@ -212,10 +208,7 @@ def write_backbone_output(job, result) -> Path:
     from .output import _json, save_processor
 
     out, data_task = job.output_dir, job.args.data_task
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with staged_folder(out) as tmp:
         backbone = result.model.s4d
         backbone.config.use_cache = True
         state_dict = {k[len("s4d."):]: v for k, v in result.state_dict.items() if k.startswith("s4d.")}
@@ -227,8 +220,7 @@ def write_backbone_output(job, result) -> Path:
                    "spt_objective": job.args.spt_objective, "data_task": data_task}
         _json(tmp / "all_results.json", results)
         _json(tmp / "log_history.json", result.log_history)
-        _json(tmp / "training_args.json", {**{k: v for k, v in vars(job.args).items() if not k.startswith("_")},
-                                           "command": job.command})
+        _json(tmp / "training_args.json", run_arguments(job))
         c = backbone.config
         loss = "cross-entropy" if data_task == "causal-lm" else f"{job.args.spt_loss.upper()} on normalised inputs"
         name = out.name
@@ -252,10 +244,6 @@ Fine-tune it with `s4d-hf train --task {data_task} --dataset {job.args.dataset} 
         data = ModelCardData(library_name="transformers", pipeline_tag="feature-extraction", license="apache-2.0",
                              tags=["s4d", "state-space-model", "self-pretraining"], model_name=name)
         ModelCard(f"---\n{data.to_yaml()}\n---\n{body}").save(str(tmp / "README.md"))
-        replace_folder(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -337,5 +325,4 @@ def model_from_backbone(args, task: str, splits, head_class, labels: dict):
     new = [k for k in model.state_dict() if k not in loaded and not (k == "lm_head.weight" and config.tie_word_embeddings)]
     print(f"--init-from {folder}: loaded {len(loaded)} backbone tensors; newly initialised: {', '.join(new) or 'none'}"
           + (f"; not used: {', '.join(skipped)}" if skipped else ""), file=sys.stderr, flush=True)
-    model.init_report = {"loaded": loaded, "new": new, "unused": skipped}
     return model
