@@ -173,8 +173,6 @@ def run(args: argparse.Namespace) -> int:
         _finish(state)
         return 130
     if state.is_main_process:
-        if job.task == "self-pretraining":
-            from s4d_hf.training.spt import write_backbone_output as write_output
         out = write_output(job, result)
         if not args.keep_checkpoints:
             import shutil

@@ -168,8 +168,14 @@ def run_arguments(job) -> dict:
 
 
 def write_output(job, result) -> Path:
-    """Write the Hub-ready folder (main process only); returns its path."""
+    """Write the Hub-ready folder (main process only); returns its path. Self-pretraining writes a backbone folder
+    (:func:`s4d_hf.training.spt.write_backbone_output`)."""
     from .job import fold_target_scale
+
+    if job.task == "self-pretraining":
+        from .spt import write_backbone_output
+
+        return write_backbone_output(job, result)
 
     out = job.output_dir
     with staged_folder(out) as tmp:
