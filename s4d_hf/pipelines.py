@@ -1,18 +1,21 @@
-"""Pipelines for S4D models: the new ``time-series-classification`` task, ``audio-classification`` inputs that
-transformers' own pipeline cannot read without ffmpeg or torchaudio, and two fixes for S4D folders in the built-in
-``image-classification`` and ``text-generation`` tasks.
+"""Pipelines that S4D folders carry with them (copied beside the model code and named in ``config.json``'s
+``custom_pipelines``), so that ``pipeline(task, model=folder_or_repo, trust_remote_code=True)`` gives the S4D behaviour
+where s4d-hf is not installed. Importing s4d_hf changes no built-in task.
 
-* :class:`TimeSeriesClassificationPipeline` (task "time-series-classification", registered through transformers'
-  ``PIPELINE_REGISTRY``): an (L, C) array, a list of numbers or a pandas DataFrame -> labels with scores, or the
-  predicted values of a regression model. ``pipe.save_pretrained(folder)`` copies this file into the folder and
-  writes ``custom_pipelines`` into its config, so ``pipeline(model=folder, trust_remote_code=True)`` works where
-  s4d_hf is not installed.
-* :class:`S4DAudioClassificationPipeline` replaces the implementation behind "audio-classification". For an S4D
-  feature extractor it decodes WAV/FLAC paths and bytes with soundfile, and hands audio at any sampling rate to the
-  extractor, whose ``rate_policy`` decides between the S4D rate change and resampling (numpy/scipy). For every other
-  model it is transformers' ``AudioClassificationPipeline`` unchanged.
-* :class:`S4DImageClassificationPipeline` and :class:`S4DTextGenerationPipeline` fix two traps of the built-in
-  tasks for S4D folders (a remote-code prompt for a video processor; ByT5's </s> appended to prompts).
+How each task gets its S4D behaviour (the choice per task, and why):
+
+* ``time-series-classification`` / ``time-series-regression``: new tasks, served by
+  :class:`TimeSeriesClassificationPipeline` / :class:`TimeSeriesRegressionPipeline` from the folder's
+  ``custom_pipelines``. In-process, importing s4d_hf also registers "time-series-classification" for folders without
+  that entry (e.g. saved by a plain ``Trainer``).
+* ``audio-classification``: :class:`S4DAudioClassificationPipeline` from the folder's ``custom_pipelines``.
+  transformers' own pipeline decodes files with ffmpeg and resamples other rates with torchaudio before the feature
+  extractor sees the audio, so the S4D sampling-rate change could not happen there. transformers requires
+  ``trust_remote_code=True`` for any folder that ships a pipeline, also where s4d-hf is installed; there,
+  ``pipeline_class=S4DAudioClassificationPipeline`` is the explicit alternative.
+* ``image-classification`` and ``text-generation``: transformers' own pipelines. The S4D image processor is saved so
+  that transformers does not probe for a video processor, and the byte tokenizer (``S4DByteTokenizer``) appends no
+  ``</s>`` to a prompt, so the stock pipelines, ``generate()`` and user code all see the same inputs.
 
 This file imports nothing from s4d_hf (it is copied as remote code).
 """
@@ -21,22 +24,23 @@ import io
 
 import numpy as np
 import torch
-from transformers import (
-    AudioClassificationPipeline,
-    AutoModelForSequenceClassification,
-    ImageClassificationPipeline,
-    Pipeline,
-    TextGenerationPipeline,
-)
+from transformers import AudioClassificationPipeline, AutoModelForSequenceClassification, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
+from transformers.utils import logging
+
+
+logger = logging.get_logger(__name__)
+
+
+def is_regression(config) -> bool:
+    """As the model's loss: problem_type "regression", or one output and no problem type."""
+    return config.problem_type == "regression" or (config.problem_type is None and config.num_labels == 1)
 
 
 def postprocess_logits(logits: torch.Tensor, config, top_k: int | None, function_to_apply: str | None) -> list[dict]:
     """(num_labels,) logits -> [{"label", "score"}] sorted by score (classification: softmax, or sigmoid for
     multi-label), or [{"label", "value"}] in label order for regression (num_labels outputs, no activation)."""
-    problem_type = config.problem_type
-    if problem_type is None and config.num_labels == 1:
-        problem_type = "regression"  # as the model's loss: one output and no problem type is regression
+    problem_type = "regression" if is_regression(config) else config.problem_type
     if function_to_apply is None:
         function_to_apply = {"regression": "none", "multi_label_classification": "sigmoid"}.get(problem_type, "softmax")
     if function_to_apply not in ("softmax", "sigmoid", "none"):
@@ -52,20 +56,23 @@ def postprocess_logits(logits: torch.Tensor, config, top_k: int | None, function
 
 class TimeSeriesClassificationPipeline(Pipeline):
     """
-    Time-series classification (and regression) with an S4D sequence-classification model and an
-    ``S4DTimeSeriesProcessor`` saved in the same folder.
+    Time-series classification with an S4D sequence-classification model and an ``S4DTimeSeriesProcessor`` saved in
+    the same folder.
 
     ```python
     >>> from transformers import pipeline
-    >>> pipe = pipeline("time-series-classification", model="my-s4d-ts")   # s4d_hf imported
+    >>> pipe = pipeline("time-series-classification", model="my-s4d-ts", trust_remote_code=True)
     >>> pipe(np.random.randn(120, 3))            # (L, C) array, a list of numbers, or a DataFrame
-    [{'label': ..., 'score': ...}, ...]                # sorted by score; regression: [{'label', 'value'}]
+    [{'label': ..., 'score': ...}, ...]                # sorted by score
     ```
 
     Call arguments: ``top_k`` (default 5, capped at num_labels) and ``function_to_apply`` ("softmax", "sigmoid",
-    "none"). Regression models (problem_type "regression", or one label and no problem type) return
-    ``[{"label", "value"}]`` per target, in label order. A list of series returns one result per series.
+    "none"). A list of series returns one result per series. Given a regression model (problem_type "regression",
+    or one label and no problem type) it returns ``[{"label", "value"}]`` per target, and warns once that the task
+    is "time-series-regression".
     """
+
+    task_name = "time-series-classification"
 
     _load_processor = False
     _load_image_processor = False
@@ -97,7 +104,33 @@ class TimeSeriesClassificationPipeline(Pipeline):
         return self.model(**model_inputs)
 
     def postprocess(self, model_outputs, top_k=5, function_to_apply=None):
+        if is_regression(self.model.config) and self.task_name == "time-series-classification":
+            logger.warning_once("this model is a regression model: it predicts values, not classes; its task is "
+                                "'time-series-regression'")
         return postprocess_logits(model_outputs.logits[0], self.model.config, top_k, function_to_apply)
+
+
+class TimeSeriesRegressionPipeline(TimeSeriesClassificationPipeline):
+    """
+    Time-series regression with an S4D model of problem_type "regression" (``num_labels`` targets) and an
+    ``S4DTimeSeriesProcessor``: an (L, C) array, a list of numbers or a DataFrame -> ``[{"label", "value"}]``, one
+    entry per target in label order (a list of series gives one such list per series).
+
+    ```python
+    >>> pipe = pipeline("time-series-regression", model="my-s4d-regressor", trust_remote_code=True)
+    >>> pipe(np.random.randn(100, 1))
+    [{'label': 'fat', 'value': ...}]
+    ```
+    """
+
+    task_name = "time-series-regression"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not is_regression(self.model.config):
+            raise ValueError(f"time-series-regression needs a regression model (problem_type 'regression'); this "
+                             f"one has problem_type {self.model.config.problem_type!r} and {self.model.config.num_labels} "
+                             "labels: use the task 'time-series-classification'")
 
 
 def read_audio(inputs) -> tuple[np.ndarray, int]:
@@ -155,52 +188,22 @@ class S4DAudioClassificationPipeline(AudioClassificationPipeline):
         return processed
 
 
-class S4DImageClassificationPipeline(ImageClassificationPipeline):
-    """transformers' image-classification pipeline without its attempt to load a video processor, which image
-    classification never uses: for a folder whose preprocessor_config.json maps a custom image processor (S4D's, for
-    remote code), that attempt guesses a "...VideoProcessor" in remote code and prompts for trust_remote_code."""
-
-    _load_video_processor = False
-
-
-class S4DTextGenerationPipeline(TextGenerationPipeline):
-    """transformers' text-generation pipeline; for S4D models the prompt is encoded without special tokens by
-    default. S4D language models use ``ByT5Tokenizer``, which appends </s> to every encoded text: a prompt ending
-    in end-of-text would make the model start a new document. Pass ``add_special_tokens=True`` to get it back."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if getattr(self.model.config, "model_type", None) == "s4d":
-            self._preprocess_params.setdefault("add_special_tokens", False)
-
-
-def _replace_builtin(task: str, builtin: type, replacement: type) -> None:
-    """Put ``replacement`` (a subclass of the built-in pipeline) behind a built-in task, keeping the task's model
-    classes and default model. Done in place rather than through ``register_pipeline``, which would mark the class
-    as a custom pipeline: ``save_pretrained`` would then make folders of a built-in task need trust_remote_code."""
-    entry = PIPELINE_REGISTRY.supported_tasks[task]
-    if entry["impl"] in (builtin, f"{builtin.__module__}.{builtin.__qualname__}"):  # transformers stores dotted paths
-        PIPELINE_REGISTRY.supported_tasks[task] = {**entry, "impl": replacement}
-
-
 def register_pipelines() -> None:
-    """Register "time-series-classification" and put the S4D-aware subclasses behind "audio-classification",
-    "image-classification" and "text-generation" (for other models they behave as transformers' own)."""
+    """Register the new task "time-series-classification" with transformers' ``PIPELINE_REGISTRY``, so that
+    ``pipeline("time-series-classification", model=folder)`` works in-process for any S4D time-series folder. Built-in
+    tasks are left alone: S4D folders bring their own behaviour for those through ``custom_pipelines`` (audio) or
+    their processors (images, text)."""
     PIPELINE_REGISTRY.register_pipeline(
         "time-series-classification",
         pipeline_class=TimeSeriesClassificationPipeline,
         pt_model=AutoModelForSequenceClassification,
     )
-    _replace_builtin("audio-classification", AudioClassificationPipeline, S4DAudioClassificationPipeline)
-    _replace_builtin("image-classification", ImageClassificationPipeline, S4DImageClassificationPipeline)
-    _replace_builtin("text-generation", TextGenerationPipeline, S4DTextGenerationPipeline)
 
 
 __all__ = [
     "TimeSeriesClassificationPipeline",
     "S4DAudioClassificationPipeline",
-    "S4DImageClassificationPipeline",
-    "S4DTextGenerationPipeline",
+    "TimeSeriesRegressionPipeline",
     "register_pipelines",
     "read_audio",
 ]

@@ -83,7 +83,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     length.add_argument("--patience", type=int, default=0,
                         help="early stopping: stop after N evaluations without improvement (0: never)")
     length.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
-    length.add_argument("--overwrite", action="store_true", help="replace an existing output folder/checkpoints")
+    length.add_argument("--overwrite", action="store_true",
+                        help="replace the output folder/checkpoints of an earlier s4d-hf train run (never a folder "
+                             "it did not create)")
     length.add_argument("--keep-checkpoints", action="store_true", help="keep the checkpoint folder at the end")
 
     size = parser.add_argument_group("model size (fresh models; defaults in brackets)")
@@ -136,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     2 bad input (nothing trained), 130 interrupted (a checkpoint was saved; rerun with --resume)."""
     from accelerate import PartialState
 
-    from s4d_hf.training.job import any_process, clear_for_start, no_accelerator, prepare_job
+    from s4d_hf.training.job import any_process, clear_for_start, no_accelerator, prepare_job, remove_work_folder
     from s4d_hf.training.output import write_output
 
     if args.no_progress:
@@ -157,27 +159,34 @@ def run(args: argparse.Namespace) -> int:
         print(f"s4d-hf train: error: {error or 'another process failed to prepare'}", file=sys.stderr)
         _finish(state)
         return 2
+    work = None
     if state.is_main_process:  # every process has checked the folders before the main one touches them
-        clear_for_start(job)
+        work = clear_for_start(job)
     state.wait_for_everyone()
 
     if args.backend == "trainer":
         from s4d_hf.training.trainer_backend import train
     else:
         from s4d_hf.training.accelerate_backend import train
-    result = train(job)
-    if result.interrupted:
-        if state.is_main_process:
-            print(f"s4d-hf train: stopped after step {result.global_step}; checkpoint in {job.work_dir}. Run the same "
-                  "command with --resume to continue.", file=sys.stderr)
-        _finish(state)
-        return 130
+    try:  # a run that fails puts the work folder back as it found it (see s4d_hf.training.job.WorkFolder)
+        result = train(job)
+        if result.interrupted:
+            if work is not None:
+                work.succeeded()
+                print(f"s4d-hf train: stopped after step {result.global_step}; checkpoint in {job.work_dir}. Run the "
+                      "same command with --resume to continue.", file=sys.stderr)
+            _finish(state)
+            return 130
+        if work is not None:
+            out = write_output(job, result)
+            work.succeeded()
+    except BaseException:
+        if work is not None:
+            work.failed()
+        raise
     if state.is_main_process:
-        out = write_output(job, result)
         if not args.keep_checkpoints:
-            import shutil
-
-            shutil.rmtree(job.work_dir, ignore_errors=True)
+            remove_work_folder(job)  # only a folder carrying the run marker
         summary = {k: v for k, v in result.test_metrics.items() if isinstance(v, float)}
         print(f"s4d-hf train: wrote {out}; " + " ".join(f"{k}={v:.4g}" for k, v in summary.items()), flush=True)
     _finish(state)

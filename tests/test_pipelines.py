@@ -21,7 +21,10 @@ from PIL import Image
 from scipy.signal import resample_poly
 from transformers import AudioClassificationPipeline, Wav2Vec2FeatureExtractor, pipeline
 
+from bare_env import BareEnvUnavailable, run_bare
+
 from s4d_hf import (
+    S4DAudioClassificationPipeline,
     S4DConfig,
     S4DFeatureExtractor,
     S4DForCausalLM,
@@ -67,11 +70,16 @@ def audio_folder(tmp_path_factory):
     return folder
 
 
+def audio_pipeline(folder, **kwargs):
+    """The S4D audio pipeline, named explicitly (a folder that carries it needs trust_remote_code=True otherwise)."""
+    return pipeline("audio-classification", model=str(folder), pipeline_class=S4DAudioClassificationPipeline, **kwargs)
+
+
 # -- audio ---------------------------------------------------------------------------------------------------------
 
 
 def test_audio_scores_equal_the_model_on_the_extractor_output(audio_folder):
-    pipe = pipeline("audio-classification", model=str(audio_folder))
+    pipe = audio_pipeline(audio_folder)
     model = pipe.model
     x = np.random.default_rng(0).normal(size=400).astype(np.float32)
     result = pipe(x, top_k=None)
@@ -84,7 +92,7 @@ def test_audio_scores_equal_the_model_on_the_extractor_output(audio_folder):
 
 
 def test_audio_at_8khz_under_the_rate_policy_is_the_model_with_rate_2(audio_folder):
-    pipe = pipeline("audio-classification", model=str(audio_folder))
+    pipe = audio_pipeline(audio_folder)
     x = np.random.default_rng(1).normal(size=300).astype(np.float32)
     at_8k = as_dict(pipe({"raw": x, "sampling_rate": 8000}, top_k=None))
     values = torch.from_numpy(normalized(x))[None].float()
@@ -97,8 +105,8 @@ def test_audio_at_8khz_under_the_rate_policy_is_the_model_with_rate_2(audio_fold
 
 
 def test_audio_under_the_resample_policy_is_the_model_on_the_resampled_signal(audio_folder):
-    pipe = pipeline("audio-classification", model=str(audio_folder),
-                    feature_extractor=S4DFeatureExtractor(sampling_rate=16000, rate_policy="resample"))
+    pipe = audio_pipeline(audio_folder, feature_extractor=S4DFeatureExtractor(sampling_rate=16000,
+                                                                               rate_policy="resample"))
     x = np.random.default_rng(2).normal(size=300).astype(np.float32)
     result = as_dict(pipe({"raw": x, "sampling_rate": 8000}, top_k=None))
     resampled = normalized(resample_poly(x.astype(np.float64), 2, 1))
@@ -109,7 +117,7 @@ def test_audio_under_the_resample_policy_is_the_model_on_the_resampled_signal(au
 
 @pytest.mark.parametrize("suffix,subtype", [(".wav", "PCM_16"), (".flac", "PCM_16"), (".wav", "FLOAT")])
 def test_audio_files_are_decoded_with_soundfile_at_their_own_rate(audio_folder, tmp_path, suffix, subtype):
-    pipe = pipeline("audio-classification", model=str(audio_folder))
+    pipe = audio_pipeline(audio_folder)
     x = (np.random.default_rng(3).uniform(-0.5, 0.5, size=(240, 2))).astype(np.float32)  # stereo
     path = tmp_path / f"clip{suffix}"
     soundfile.write(path, x, 8000, subtype=subtype)
@@ -138,7 +146,7 @@ def test_audio_files_are_decoded_with_soundfile_at_their_own_rate(audio_folder, 
     (12, TypeError, ["inputs", "int"]),
 ])
 def test_audio_pipeline_bad_input_names_the_argument(audio_folder, inputs, error, words):
-    pipe = pipeline("audio-classification", model=str(audio_folder))
+    pipe = audio_pipeline(audio_folder)
     if error is None:
         assert len(pipe(inputs)) == 4
         return
@@ -150,7 +158,7 @@ def test_audio_pipeline_bad_input_names_the_argument(audio_folder, inputs, error
 
 def test_audio_pipeline_is_transformers_own_for_other_feature_extractors(audio_folder):
     extractor = Wav2Vec2FeatureExtractor(sampling_rate=16000, do_normalize=True, return_attention_mask=True)
-    pipe = pipeline("audio-classification", model=str(audio_folder), feature_extractor=extractor)
+    pipe = audio_pipeline(audio_folder, feature_extractor=extractor)
     x = np.random.default_rng(4).normal(size=200).astype(np.float32)
     reference = AudioClassificationPipeline(model=pipe.model, feature_extractor=extractor)
     assert pipe(x, top_k=None) == reference(x, top_k=None)
@@ -158,10 +166,11 @@ def test_audio_pipeline_is_transformers_own_for_other_feature_extractors(audio_f
         pipe({"raw": x, "sampling_rate": 8000})
 
 
-def test_saved_audio_pipeline_needs_no_remote_code(audio_folder, tmp_path):
-    pipeline("audio-classification", model=str(audio_folder)).save_pretrained(tmp_path)
-    assert "custom_pipelines" not in json.loads((tmp_path / "config.json").read_text())
-    assert len(pipeline("audio-classification", model=str(tmp_path))(np.ones(50, np.float32))) == 4
+def test_a_folder_without_custom_pipelines_gets_transformers_own_audio_pipeline(audio_folder):
+    pipe = pipeline("audio-classification", model=str(audio_folder))  # importing s4d_hf replaced nothing
+    assert type(pipe) is AudioClassificationPipeline
+    x = np.random.default_rng(8).normal(size=300).astype(np.float32)  # at the extractor's rate: same scores
+    assert as_dict(pipe(x, top_k=None)) == pytest.approx(as_dict(audio_pipeline(audio_folder)(x, top_k=None)), abs=1e-7)
 
 
 # -- images --------------------------------------------------------------------------------------------------------
@@ -316,11 +325,27 @@ def test_text_generation_from_a_saved_byte_level_lm_equals_generate(tmp_path):
     assert text == pipe.tokenizer.decode(reference[0], skip_special_tokens=True)
 
 
-def test_readme_pipeline_examples_run(tmp_path, monkeypatch):
+def test_readme_pipelines_with_s4d_hf_and_without_it_give_the_same_outputs(tmp_path, monkeypatch, capsys):
+    """The README's two pipeline blocks: the first here (s4d-hf installed), the second in a bare virtualenv without
+    s4d-hf on the folders the first one wrote; the inputs both print for give the same outputs."""
     readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
-    code = re.search(r"## Inference with pipelines\n.*?```python\n(.*?)```", readme, re.S).group(1)
+    section = re.search(r"## Inference with pipelines\n(.*?)\n## ", readme, re.S).group(1)
+    installed, hub = re.findall(r"```python\n(.*?)```", section, re.S)[:2]
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    exec(compile(code, "README pipelines", "exec"), namespace)
+    exec(compile(installed, "README pipelines (installed)", "exec"), namespace)
+    first = capsys.readouterr().out.splitlines()
     assert {r["label"] for r in namespace["audio"]("clip.wav")} == {"yes", "no"}
-    assert namespace["text"]("To be", max_new_tokens=3, do_sample=False)[0]["generated_text"].startswith("To be")
+    assert type(namespace["image"]).__module__.startswith("transformers.pipelines")  # the stock pipelines
+    assert type(namespace["text"]).__module__.startswith("transformers.pipelines")
+
+    try:
+        result = run_bare(hub, cwd=tmp_path)
+    except BareEnvUnavailable as reason:
+        pytest.skip(f"no bare virtualenv: {reason}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    second = result.stdout.splitlines()
+    assert second[0] == first[0]  # audio("clip.wav")
+    assert second[2] == first[1]  # the image
+    assert second[4] == first[3]  # the text
+    assert "'score'" in second[1] and "'score'" in second[3]

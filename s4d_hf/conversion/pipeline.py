@@ -11,6 +11,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Callable
 
+from ..hub.remote_code import make_portable
 from ..modeling import S4DForSequenceClassification
 from .card import model_card
 from .formats import Plan, build_model, plan_conversion
@@ -89,6 +90,7 @@ def convert(
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         model.save_pretrained(tmp)
+        make_portable(tmp)
         checks.append(_reload_check(tmp, model, plan, tolerance))
         log("verify   " + checks[-1].line())
         _refuse_on_failure(checks, force)

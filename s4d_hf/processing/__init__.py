@@ -4,8 +4,11 @@ Each processor module is self-contained (no imports from s4d_hf), so that a save
 next to it and loaded with ``trust_remote_code=True``.
 """
 
+import json
+
 from .feature_extraction_s4d import S4DFeatureExtractor
 from .timeseries_processing_s4d import S4DTimeSeriesProcessor
+from .tokenization_s4d import S4DByteTokenizer
 
 
 try:  # the image processor needs Pillow (the "vision" extra)
@@ -16,18 +19,61 @@ except ImportError:
 BYTE_VOCAB_SIZE = 259  # ByT5Tokenizer(extra_ids=0): <pad>=0, </s>=1, <unk>=2, then byte b -> id b + 3
 
 
-def byte_tokenizer():
-    """The tokenizer of S4D language models: transformers' byte-level ``ByT5Tokenizer(extra_ids=0)``.
+def byte_tokenizer() -> S4DByteTokenizer:
+    """The tokenizer of S4D language models: :class:`S4DByteTokenizer`, ByT5's byte ids without a ``</s>`` appended.
 
     Nothing to download or train: ids are <pad> 0, </s> 1, <unk> 2 and UTF-8 byte b -> b + 3, so a model needs
     ``vocab_size >= 259`` (:data:`BYTE_VOCAB_SIZE`), ``pad_token_id=0`` and ``eos_token_id=1``. Save it next to the
     model (``tokenizer.save_pretrained(folder)``) and ``pipeline("text-generation", model=folder)`` works offline.
-    Note that calling it on text appends </s>; text-generation pipelines do not (they pass
-    ``add_special_tokens=False``).
     """
-    from transformers import ByT5Tokenizer
-
-    return ByT5Tokenizer(extra_ids=0)
+    return S4DByteTokenizer()
 
 
-__all__ = ["S4DFeatureExtractor", "S4DTimeSeriesProcessor", "S4DImageProcessor", "byte_tokenizer", "BYTE_VOCAB_SIZE"]
+# preprocessor_config.json's class name -> the class (the image processor is saved without a type: see its to_dict)
+_PROCESSOR_CLASSES = {
+    "S4DFeatureExtractor": S4DFeatureExtractor,
+    "S4DTimeSeriesProcessor": S4DTimeSeriesProcessor,
+    "S4DImageProcessor": S4DImageProcessor,
+}
+
+
+class S4DProcessorLoader:
+    """What ``AutoProcessor`` loads for an S4D folder where s4d-hf is installed (registered for S4DConfig): the
+    folder's own processor, chosen from its saved files. S4D folders hold one processor, of one of four kinds, so
+    transformers' mapping of one processor class per config cannot name it: this reads the folder instead.
+
+    ``preprocessor_config.json`` names the class (``feature_extractor_type``, or the ``AutoProcessor`` entry of its
+    ``auto_map``); a folder with only ``tokenizer_config.json`` gets its tokenizer (``AutoTokenizer``).
+    """
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        from transformers import AutoTokenizer
+        from transformers.utils import cached_file
+
+        hub_kwargs = {k: kwargs[k] for k in ("cache_dir", "force_download", "proxies", "token", "revision",
+                                             "local_files_only", "subfolder") if k in kwargs}
+        found = cached_file(pretrained_model_name_or_path, "preprocessor_config.json",
+                            _raise_exceptions_for_missing_entries=False, **hub_kwargs)
+        if found is not None:
+            with open(found, encoding="utf-8") as f:
+                saved = json.load(f)
+            name = saved.get("feature_extractor_type") or saved.get("image_processor_type") or \
+                (saved.get("auto_map") or {}).get("AutoProcessor", "").split(".")[-1]
+            if _PROCESSOR_CLASSES.get(name) is None:
+                raise ValueError(f"{pretrained_model_name_or_path}: preprocessor_config.json names no S4D processor "
+                                 f"({name or 'no class name'}); expected one of {sorted(_PROCESSOR_CLASSES)}"
+                                 + (" (S4DImageProcessor needs Pillow)" if name == "S4DImageProcessor" else ""))
+            return _PROCESSOR_CLASSES[name].from_pretrained(pretrained_model_name_or_path, **kwargs)
+        return AutoTokenizer.from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+
+__all__ = [
+    "S4DFeatureExtractor",
+    "S4DTimeSeriesProcessor",
+    "S4DImageProcessor",
+    "S4DByteTokenizer",
+    "S4DProcessorLoader",
+    "byte_tokenizer",
+    "BYTE_VOCAB_SIZE",
+]

@@ -69,6 +69,24 @@ class S4DImageProcessor(PilBackend):
             kwargs.setdefault("image_std", (0.5,))
         super().__init__(**kwargs)
 
+    def to_dict(self) -> dict:
+        """As transformers', for the saved ``preprocessor_config.json``, with the remote-code entry under
+        ``AutoFeatureExtractor`` and ``AutoProcessor`` and no ``image_processor_type``.
+
+        transformers' pipelines also look for a video processor, and read an ``image_processor_type`` or an
+        ``AutoImageProcessor`` entry as a hint for a "...VideoProcessor" class in the folder's remote code: with s4d-hf
+        installed that stopped ``pipeline("image-classification", model=folder)`` at a "run custom code?" prompt.
+        ``AutoImageProcessor`` still finds this class without s4d-hf (it reads an ``AutoFeatureExtractor`` entry when
+        no image-processor type is given), and with s4d-hf through the registration of S4DConfig.
+        """
+        output = super().to_dict()
+        output.pop("image_processor_type", None)
+        auto_map = output.pop("auto_map", None)
+        if auto_map:
+            reference = auto_map.pop("AutoImageProcessor", None) or auto_map.get("AutoFeatureExtractor")
+            output["auto_map"] = {**auto_map, "AutoFeatureExtractor": reference, "AutoProcessor": reference}
+        return output
+
     def _prepare_images_structure(self, images, expected_ndims: int = 3) -> list:
         """One image (PIL, path, (H, W), (H, W, C) or (C, H, W) array/tensor), a 4-D batch, or a list of images ->
         a flat list; anything else raises an error naming ``images``."""

@@ -15,6 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from ..hub.remote_code import make_portable
 from .data import BYT5_VOCAB_SIZE, DatasetSplits, fit_normalization
 
 
@@ -32,22 +33,20 @@ def save_processor(output_dir: str | os.PathLike, task: str, splits: DatasetSpli
 
     audio: ``S4DFeatureExtractor`` (per-clip zero-mean unit-variance); images: ``S4DImageProcessor`` (resize to
     the training size, /255, per-channel mean/std of the train split); time series: ``S4DTimeSeriesProcessor`` with
-    the train split's per-channel mean/std; causal-lm: ``ByT5Tokenizer(extra_ids=0)`` (ids = byte + 3).
+    the train split's per-channel mean/std; causal-lm: ``S4DByteTokenizer`` (ids = byte + 3, no ``</s>`` appended).
     ``stats``: the statistics from :func:`~s4d_hf.training.data.fit_normalization` (refitted on ``splits.train``
     when not given). Raises ImportError when ``s4d_hf.processing`` is not installed.
     """
-    if task == "causal-lm":
-        from transformers import ByT5Tokenizer
-
-        tokenizer = ByT5Tokenizer(extra_ids=0)
-        assert len(tokenizer) == BYT5_VOCAB_SIZE
-        tokenizer.save_pretrained(str(output_dir))
-        return
     try:
-        from s4d_hf.processing import S4DFeatureExtractor, S4DImageProcessor, S4DTimeSeriesProcessor
+        from s4d_hf.processing import S4DFeatureExtractor, S4DImageProcessor, S4DTimeSeriesProcessor, byte_tokenizer
     except ImportError as e:
         raise ImportError(f"saving the {task} processor needs s4d_hf.processing, which this installation does not "
                           f"have ({e})") from e
+    if task == "causal-lm":
+        tokenizer = byte_tokenizer()
+        assert len(tokenizer) == BYT5_VOCAB_SIZE
+        tokenizer.save_pretrained(str(output_dir))
+        return
     stats = fit_normalization(task, splits.train) if stats is None else stats
     if task == "audio-classification":
         processor = S4DFeatureExtractor(feature_size=splits.input_dim, sampling_rate=splits.sampling_rate,
@@ -144,12 +143,18 @@ def _json(path: Path, obj) -> None:
 def staged_folder(out: Path):
     """Yield an empty temporary sibling of ``out`` to write the folder into. When the block finishes, it replaces
     ``out`` by renames (an existing ``out`` is swapped out only at the end); on any error it is removed and ``out``
-    is left as it was: never a half-written output folder."""
+    is left as it was: never a half-written output folder. The folder carries the run marker (so that a later
+    ``--overwrite`` may replace it); an existing ``out`` is replaced only if it is empty or carries the marker."""
+    from .job import folder_state, write_marker
+
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
         yield tmp
+        write_marker(tmp, "output")
+        if folder_state(out, "output") == "foreign":  # appeared or changed while the run trained
+            raise ValueError(f"--output-dir {out} was created by someone else during the run; it is not replaced")
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"
             out.rename(old)
@@ -193,6 +198,7 @@ def write_output(job, result) -> Path:
         except ImportError as e:
             has_processor = False
             print(f"warning: {e}; the output folder has no processor", file=sys.stderr)
+        make_portable(tmp)  # code copies, every head's auto_map, the folder's custom pipeline
         results = {**result.train_metrics, **result.eval_metrics, **result.test_metrics,
                    "global_step": result.global_step, "world_size": result.world_size,
                    "num_parameters": n_parameters,
