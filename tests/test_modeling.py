@@ -33,7 +33,7 @@ def tiny(**kw) -> S4DConfig:
     (dict(input_dim=1, norm="rms"), "norm"),
     (dict(input_dim=1, pooling="max"), "pooling"),
     (dict(input_dim=1, final_act="gelu"), "final_act"),
-    (dict(), "vocab_size"),
+    (dict(vocab_size=0), "vocab_size"),  # no input kind at all is valid: S4DConfig() reads one channel
     (dict(input_dim=1, n_ssm=3), "n_ssm"),
     (dict(input_dim=1, init="diag", n_ssm=1), "n_ssm"),
     (dict(input_dim=1, dt_min=0.5, dt_max=0.1), "dt_min"),
@@ -207,6 +207,7 @@ def test_trust_remote_code_without_the_package(tmp_path):
     model.save_pretrained(folder)
     config = json.loads((folder / "config.json").read_text())
     assert set(config["auto_map"]) == {"AutoConfig", "AutoModel", "AutoModelForSequenceClassification",
+                                       "AutoModelForAudioClassification", "AutoModelForImageClassification",
                                        "AutoModelForCausalLM"}
     assert {"modeling_s4d.py", "configuration_s4d.py", "ssm_s4d.py"} <= set(os.listdir(folder))
     x = torch.randint(0, 30, (2, 11))

@@ -1,7 +1,13 @@
 """S4D model configuration."""
 
+from dataclasses import fields
+
 from huggingface_hub.dataclasses import strict
-from transformers import PreTrainedConfig
+from transformers import GenerationConfig, PreTrainedConfig
+from transformers.utils import logging
+
+
+logger = logging.get_logger(__name__)
 
 
 _CHOICES = {
@@ -14,6 +20,33 @@ _CHOICES = {
     "pooling": ("mean", "last"),
 }
 
+# Keys that transformers itself puts in or reads from a config besides its fields and properties: consumed by
+# PreTrainedConfig.__post_init__, written by save_pretrained / register_for_auto_class / pipeline registration, or
+# carried by configs saved with transformers 4.x. They are never reported as misspellings.
+_TRANSFORMERS_KEYS = {
+    "auto_map", "custom_pipelines", "model_type", "name_or_path", "_name_or_path", "_commit_hash", "torch_dtype",
+    "attn_implementation", "experts_implementation", "per_layer_config", "rope_scaling", "rope_theta",
+    "transformers_version", "add_cross_attention", "cross_attention_hidden_size", "decoder_start_token_id",
+    "finetuning_task", "is_decoder", "prefix", "pruned_heads", "sep_token_id", "task_specific_params",
+    "tf_legacy_loss", "tie_encoder_decoder", "tokenizer_class", "torchscript", "use_bfloat16",
+}
+
+
+def _one_edit_apart(a: str, b: str) -> bool:
+    """Whether ``b`` is ``a`` with one character inserted, deleted or replaced, or two adjacent characters swapped
+    (Damerau-Levenshtein distance 1: ``d_mode``, ``d_modell``, ``d_modxl`` and ``d_modle`` for ``d_model``)."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) > len(b):
+        a, b = b, a
+    i = 0
+    while i < len(a) and a[i] == b[i]:
+        i += 1
+    if len(a) < len(b):
+        return a[i:] == b[i + 1 :]
+    swapped = a[i : i + 1] == b[i + 1 : i + 2] and a[i + 1 : i + 2] == b[i : i + 1] and a[i + 2 :] == b[i + 2 :]
+    return a[i + 1 :] == b[i + 1 :] or swapped
+
 
 @strict
 class S4DConfig(PreTrainedConfig):
@@ -25,6 +58,13 @@ class S4DConfig(PreTrainedConfig):
         vocab_size (`int`, *optional*): token ids -> an embedding table (language models, byte/char inputs).
         input_dim (`int`, *optional*): channels of continuous inputs -> a linear encoder
             (1 for mono audio, 3 for RGB pixels, C for a C-channel time series).
+        With neither set, input_dim becomes 1: `S4DConfig()` describes a model of one continuous channel (mono audio,
+        a univariate time series), so that the config constructs from its defaults like every transformers config
+        (`AutoConfig.for_model("s4d")`, `to_diff_dict`). Setting vocab_size alone keeps input_dim None (token inputs
+        only), as does `"input_dim": null` next to a vocab_size in a saved config.json.
+
+    Keyword arguments that are not fields are kept as attributes (as in every transformers config); one that is a
+    single edit away from a field (`d_modle`) is logged as a probable misspelling of it.
 
     Backbone:
         d_model (`int`, defaults to 128): features H.
@@ -65,6 +105,8 @@ class S4DConfig(PreTrainedConfig):
     model_type = "s4d"
     attribute_map = {"hidden_size": "d_model", "num_hidden_layers": "n_layers"}
     keys_to_ignore_at_inference = ["cache"]
+    # Called by every __post_init__ while not None: `import s4d_hf` sets it to register the model classes lazily.
+    on_init_hook = None
 
     vocab_size: int | None = None
     input_dim: int | None = None
@@ -100,8 +142,29 @@ class S4DConfig(PreTrainedConfig):
     eos_token_id: int | list[int] | None = None
 
     def __post_init__(self, **kwargs):
+        if self.vocab_size is None and self.input_dim is None:
+            self.input_dim = 1  # the default input kind (see the class docstring)
+        self._warn_misspelt(kwargs)
         self._check()
         super().__post_init__(**kwargs)
+        if S4DConfig.on_init_hook is not None:
+            S4DConfig.on_init_hook()
+
+    def _warn_misspelt(self, kwargs: dict):
+        """Log the keyword arguments that are no field, alias or transformers key but one edit away from a field:
+        transformers keeps them as attributes that nothing reads, so a typo would otherwise pass silently."""
+        names = {f.name for f in fields(self)} | set(self.attribute_map) | {"num_labels"}
+        for key in kwargs:
+            meant = sorted(name for name in names if _one_edit_apart(key, name))
+            if not meant or key in _TRANSFORMERS_KEYS or hasattr(PreTrainedConfig, key):
+                continue
+            if key in GenerationConfig().to_dict():  # generation keys of older configs, dropped by transformers
+                continue
+            meant = " or ".join(f"`{name}`" for name in meant)
+            logger.warning(
+                f"S4DConfig got an unknown keyword argument `{key}`; did you mean {meant}? It is kept as the "
+                f"attribute `{key}`, which S4D does not read."
+            )
 
     def _check(self):
         """Raise ValueError naming the first invalid field and what it accepts."""
@@ -109,11 +172,6 @@ class S4DConfig(PreTrainedConfig):
             value = getattr(self, field)
             if value not in allowed:
                 raise ValueError(f"S4DConfig.{field} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
-        if self.vocab_size is None and self.input_dim is None:
-            raise ValueError(
-                "S4DConfig needs an input kind: set vocab_size (token ids) and/or input_dim (continuous inputs, "
-                "e.g. 1 for mono audio, 3 for RGB pixels)"
-            )
         for field in ("vocab_size", "input_dim", "d_model", "n_layers", "d_state", "channels", "n_ssm", "l_max"):
             value = getattr(self, field)
             if value is not None and value < 1:

@@ -5,6 +5,7 @@ transformers' own model files: norm -> block -> PreTrainedModel (initialisation)
 The block reproduces the reference ``SequenceResidualBlock`` around ``S4Block(mode='diag')`` (state-spaces/s4).
 """
 
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -14,10 +15,18 @@ from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, logging
+from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_s4d import S4DConfig
 from .ssm_s4d import S4DKernel, S4DLayer
+
+
+logger = logging.get_logger(__name__)
+
+# The first training forwards look for the optimizer in the calling frames (see S4DModel._check_optimizer); a training
+# loop builds its optimizer before its first step, so a few forwards are enough.
+_OPTIMIZER_CHECK_FORWARDS = 8
 
 
 class S4DBatchNorm(nn.BatchNorm1d):
@@ -96,12 +105,16 @@ class S4DPreTrainedModel(PreTrainedModel):
     def save_pretrained(self, save_directory, *args, **kwargs):
         """As transformers', and when the classes are registered for remote code, list every S4D Auto class in
         ``auto_map`` (transformers only lists the saved class), so any head loads the folder with
-        trust_remote_code=True."""
+        trust_remote_code=True, including through the audio and image pipelines, which load the model with
+        AutoModelForAudioClassification / AutoModelForImageClassification."""
         if getattr(type(self), "_auto_class", None) is not None:
             module = S4DModel.__module__.split(".")[-1]
+            classifier = f"{module}.S4DForSequenceClassification"
             auto_map = {"AutoConfig": f"{S4DConfig.__module__.split('.')[-1]}.S4DConfig",
                         "AutoModel": f"{module}.S4DModel",
-                        "AutoModelForSequenceClassification": f"{module}.S4DForSequenceClassification"}
+                        "AutoModelForSequenceClassification": classifier,
+                        "AutoModelForAudioClassification": classifier,
+                        "AutoModelForImageClassification": classifier}
             if self.config.vocab_size is not None and not self.config.bidirectional:
                 auto_map["AutoModelForCausalLM"] = f"{module}.S4DForCausalLM"
             self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **auto_map}
@@ -130,11 +143,16 @@ class S4DModelOutput(ModelOutput):
     cache (`Cache`, *optional*): every layer's SSM state after the sequence (with `use_cache=True`).
     hidden_states (`tuple(torch.FloatTensor)`, *optional*): the input of every block and the final output
         (n_layers + 1 tensors).
+    attentions: always None. S4D has no attention, so `output_attentions=True` is accepted and returns nothing (as
+        transformers' Mamba); the field exists so that code reading `outputs.attentions`, e.g.
+        `generate(output_attentions=True, return_dict_in_generate=True)`, gets None instead of an AttributeError.
+        The same holds for the heads' outputs.
     """
 
     last_hidden_state: torch.FloatTensor | None = None
     cache: Cache | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -142,6 +160,7 @@ class S4DSequenceClassifierOutput(ModelOutput):
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None  # always None (see S4DModelOutput)
 
 
 @dataclass
@@ -150,11 +169,14 @@ class S4DCausalLMOutput(ModelOutput):
     logits: torch.FloatTensor | None = None
     cache: Cache | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None  # always None (see S4DModelOutput)
 
 
 class S4DModel(S4DPreTrainedModel):
     """The S4D backbone: encoder (token embedding and/or linear projection of continuous inputs) -> blocks ->
     final norm (pre-norm models with ``final_norm``)."""
+
+    _optimizer_checks_left = _OPTIMIZER_CHECK_FORWARDS  # per instance once decremented by _check_optimizer
 
     def __init__(self, config: S4DConfig):
         super().__init__(config)
@@ -187,6 +209,11 @@ class S4DModel(S4DPreTrainedModel):
                 f"got {sorted(given) or 'none'}"
             )
         (name, x), = given.items()
+        length = x.shape[2] * x.shape[3] if name == "pixel_values" and x.dim() == 4 else x.shape[1] if x.dim() > 1 else 1
+        if x.dim() > 1 and (x.shape[0] == 0 or length == 0):  # batch 0 or L = 0: refused for every head and generate()
+            empty = "batch size 0" if x.shape[0] == 0 else "an empty sequence (length 0)"
+            raise ValueError(f"{name} has shape {tuple(x.shape)}: {empty}; S4D needs at least one sequence of "
+                             "length >= 1")
         if name == "input_ids":
             if self.embeddings is None:
                 raise ValueError("input_ids given but this model has no token embedding (config.vocab_size is None); "
@@ -216,6 +243,8 @@ class S4DModel(S4DPreTrainedModel):
             x = x.float()
         return self.input_proj(x.to(self.input_proj.weight.dtype))
 
+    @deprecate_kwarg("cache_params", version="5.40.0", new_name="cache", raise_if_both_names=True,
+                     warn_if_greater_or_equal_version=True)
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -237,10 +266,14 @@ class S4DModel(S4DPreTrainedModel):
             `(batch_size, height*width, input_dim)`): an image read as a raster-order pixel sequence.
         attention_mask (`torch.Tensor` of shape `(batch_size, length)`): 1 for valid positions, 0 for padding.
             Padded positions are zeroed at every layer's SSM input.
-        cache (`Cache`): the per-layer SSM states to continue from (generation, streaming).
+        cache (`Cache`): the per-layer SSM states to continue from (generation, streaming). The deprecated name
+            `cache_params` (transformers' Mamba before 5.x) is accepted with a FutureWarning.
         rate (`float`): multiplies every step size dt (paper §3.3: a model trained at 16 kHz runs on 8 kHz audio
             with rate=2).
         """
+        if self.training and self._optimizer_checks_left and torch.is_grad_enabled():
+            if not torch.compiler.is_compiling():
+                self._check_optimizer()
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
@@ -289,6 +322,41 @@ class S4DModel(S4DPreTrainedModel):
             return False
         L = hidden_states.shape[1]
         return L > 1 and (attention_mask is None or attention_mask.shape[1] <= L)
+
+    def _check_optimizer(self):
+        """Warn once when the optimizer training this model treats dt, A and B like any other weight, as a plain
+        ``transformers.Trainer`` or ``AdamW(model.parameters())`` does: they then share a group with the other
+        weights, at the main learning rate and its weight decay, where the S4D recipe gives them ``config.ssm_lr``
+        and ``config.ssm_weight_decay`` (0) and S4D trains markedly worse otherwise (paper, App. B).
+
+        Nothing links a parameter to its optimizer, so the optimizer is looked for, read-only, among the local
+        variables of the calling frames (:func:`_find_calling_optimizer`: a Trainer's ``self.optimizer``, a training
+        script's ``optimizer``). Run on training forwards until one holding the SSM parameters is found, at most
+        ``_OPTIMIZER_CHECK_FORWARDS`` times; nothing is said when none is found (FSDP/DeepSpeed flatten parameters).
+        """
+        self._optimizer_checks_left -= 1
+        ssm = {id(p) for p in ssm_parameters(self) if p.requires_grad}
+        optimizer = _find_calling_optimizer(ssm) if ssm else None
+        if optimizer is None:
+            return
+        self._optimizer_checks_left = 0
+        ssm_lr, ssm_weight_decay = float(self.config.ssm_lr), float(self.config.ssm_weight_decay)
+        for group in optimizer.param_groups:
+            params = group["params"]
+            if not any(id(p) in ssm for p in params) or all(id(p) in ssm for p in params):
+                continue  # a group of SSM parameters only: they were put there on purpose
+            lr = group.get("initial_lr", group.get("lr"))  # initial_lr: the value before a scheduler's warmup
+            weight_decay = group.get("weight_decay", 0.0)
+            if weight_decay != ssm_weight_decay or lr != ssm_lr:
+                logger.warning(
+                    f"The optimizer trains the S4D parameters dt, A and B together with other weights, at lr={lr} "
+                    f"and weight_decay={weight_decay}; S4D trains them at config.ssm_lr={ssm_lr} with weight decay "
+                    f"{ssm_weight_decay} (S4D paper, App. B) and trains markedly worse otherwise. Use "
+                    "s4d_hf.trainer.S4DTrainer instead of transformers.Trainer, pass "
+                    "optimizers=(s4d_hf.trainer.s4d_optimizer(model, args), None) to Trainer, or build your "
+                    "optimizer from s4d_hf.ssm_parameter_groups(model, lr, weight_decay)."
+                )
+                return
 
 
 def pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, mode: str) -> torch.Tensor:
@@ -401,6 +469,8 @@ class S4DForCausalLM(S4DPreTrainedModel, GenerationMixin):
     def set_output_embeddings(self, new_embeddings):
         self.lm_head = new_embeddings
 
+    @deprecate_kwarg("cache_params", version="5.40.0", new_name="cache", raise_if_both_names=True,
+                     warn_if_greater_or_equal_version=True)
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -419,6 +489,7 @@ class S4DForCausalLM(S4DPreTrainedModel, GenerationMixin):
         labels (`torch.LongTensor` of shape `(batch_size, length)`): next-token targets, shifted inside the loss
             (as every transformers causal LM); -100 is ignored.
         logits_to_keep (`int`): if > 0, only the last `logits_to_keep` positions get logits.
+        cache (`Cache`): as in :meth:`S4DModel.forward` (`cache_params` is its deprecated name).
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         outputs = self.s4d(
@@ -437,6 +508,34 @@ class S4DForCausalLM(S4DPreTrainedModel, GenerationMixin):
         return S4DCausalLMOutput(loss=loss, logits=logits, cache=outputs.cache, hidden_states=outputs.hidden_states)
 
 
+def ssm_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """dt, A and B of every S4D kernel in ``model`` (``inv_dt``, ``A_real``, ``A_imag``, ``B``; C is an ordinary
+    weight): the parameters that the S4D recipe trains at their own learning rate without weight decay."""
+    return [param for module in model.modules() if isinstance(module, S4DKernel)
+            for name, param in module.named_parameters(recurse=False) if name != "C"]
+
+
+def _find_calling_optimizer(param_ids: set[int], max_frames: int = 64) -> torch.optim.Optimizer | None:
+    """The first optimizer holding one of ``param_ids`` among the local variables of the calling frames, and the
+    attributes of their ``self`` (Trainer.compute_loss -> ``self.optimizer``). Reads only: no call, no hook."""
+    frame = sys._getframe(1)
+    for _ in range(max_frames):
+        if frame is None:
+            return None
+        variables = frame.f_locals
+        candidates = list(variables.values())
+        attributes = getattr(variables.get("self"), "__dict__", None)
+        if isinstance(attributes, dict):
+            candidates += list(attributes.values())
+        for value in candidates:
+            if isinstance(value, torch.optim.Optimizer) and any(
+                id(p) in param_ids for group in value.param_groups for p in group["params"]
+            ):
+                return value
+        frame = frame.f_back
+    return None
+
+
 def ssm_parameter_groups(model: nn.Module, lr: float, weight_decay: float = 0.0,
                          ssm_lr: float | None = None, ssm_weight_decay: float | None = None) -> list[dict]:
     """Optimizer parameter groups with the reference's treatment of the SSM (S4D paper, App. B):
@@ -453,6 +552,7 @@ def ssm_parameter_groups(model: nn.Module, lr: float, weight_decay: float = 0.0,
     ssm_weight_decay = ssm_weight_decay if ssm_weight_decay is not None else float(
         getattr(config, "ssm_weight_decay", 0.0))
     ssm, no_decay, decay = [], [], []
+    ssm_ids = {id(p) for p in ssm_parameters(model)}
     norm_types = (nn.LayerNorm, nn.BatchNorm1d)
     seen = set()
     for module in model.modules():
@@ -460,7 +560,7 @@ def ssm_parameter_groups(model: nn.Module, lr: float, weight_decay: float = 0.0,
             if not param.requires_grad or id(param) in seen:
                 continue
             seen.add(id(param))
-            if isinstance(module, S4DKernel) and name != "C":
+            if id(param) in ssm_ids:
                 ssm.append(param)
             elif isinstance(module, norm_types) or name == "bias":
                 no_decay.append(param)
@@ -483,4 +583,5 @@ __all__ = [
     "S4DSequenceClassifierOutput",
     "S4DCausalLMOutput",
     "ssm_parameter_groups",
+    "ssm_parameters",
 ]

@@ -1,4 +1,4 @@
-"""The Trainer backend: transformers' Trainer with S4D's optimizer groups.
+"""The Trainer backend: :class:`s4d_hf.trainer.S4DTrainer` (transformers' Trainer with S4D's optimizer groups).
 
 Trainer brings the rest: warmup + cosine schedule, evaluation and a checkpoint each epoch (or every
 ``--eval-steps``), best-checkpoint selection, early stopping, resume (model, optimizer, scheduler, RNG and data
@@ -11,24 +11,11 @@ from __future__ import annotations
 import math
 
 import torch
-from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers import EarlyStoppingCallback, TrainerCallback, TrainingArguments
 
-from s4d_hf import ssm_parameter_groups
+from s4d_hf.trainer import S4DTrainer
 
 from .job import TrainingJob, TrainResult, no_accelerator
-
-
-class S4DTrainer(Trainer):
-    """Trainer whose optimizer uses :func:`s4d_hf.ssm_parameter_groups`: dt, A and B get ``config.ssm_lr`` and no
-    weight decay (S4D paper, App. B); without it S4D trains markedly worse."""
-
-    def create_optimizer(self, model=None):
-        if self.optimizer is None:
-            model = self.model if model is None else model
-            groups = ssm_parameter_groups(model, lr=self.args.learning_rate, weight_decay=self.args.weight_decay)
-            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
-            self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
-        return self.optimizer
 
 
 class GracefulStopCallback(TrainerCallback):
