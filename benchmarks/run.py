@@ -12,7 +12,8 @@ Sections (``--sections``):
               L in 1k/4k/16k/64k: training forward, forward+backward, inference forward (eval, no_grad), time and
               peak memory, for
                 ours   S4DLayer as shipped;
-                naive  the paper's two-line kernel, K = 2·Re(einsum(C·B̄, exp(log Ā ⊗ arange(L)))), which
+                naive  the paper's two-line kernel (``ssm_s4d.reference_kernel``),
+                       K = 2·Re(einsum(C·B̄, exp(log Ā ⊗ arange(L)))), which
                        materialises the (H, N/2, L) Vandermonde matrix, followed by the paper's FFT convolution
                        (torch.fft under autograd); naive_ftz: the same with subnormals flushed to zero (timed only);
                 fixed  the same block with a precomputed kernel (no kernel computation, no kernel gradient): the
@@ -51,7 +52,8 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from s4d_hf.modeling.ssm_s4d import S4DLayer, fft_conv  # noqa: E402
+from s4d_hf.modeling.ssm_kernels_s4d import fft_conv  # noqa: E402
+from s4d_hf.modeling.ssm_s4d import S4DLayer, reference_kernel  # noqa: E402
 
 GiB = 2**30
 BLOCK = dict(H=256, N=64, B=2)
@@ -82,18 +84,13 @@ def make_layer(H: int, N: int, seed: int = 0) -> S4DLayer:
     return layer
 
 
-def naive_kernel(layer: S4DLayer, L: int) -> torch.Tensor:
-    """The paper's kernel (S4D §3, its listing): 2·Re(C̄ · V_L(Ā)) with the full (H, N/2, L) Vandermonde matrix."""
-    C, log_dA, dB = layer.kernel.discrete_parameters()
-    vandermonde = torch.exp(log_dA[:, :, None] * torch.arange(L, dtype=torch.float32))  # (H, N2, L) complex
-    return 2 * torch.einsum("chn,hnl->chl", C * dB, vandermonde).real
-
-
 def naive_forward(layer: S4DLayer, x: torch.Tensor) -> torch.Tensor:
-    """The paper's layer: naive kernel, FFT convolution with torch.fft under autograd, then the same D/GELU/GLU."""
+    """The paper's layer: its kernel (S4D §3, its listing: ``reference_kernel``, the full (H, N/2, L) Vandermonde
+    matrix), FFT convolution with torch.fft under autograd, then the same D/GELU/GLU."""
     u = x.float().transpose(1, 2)
     L = u.shape[-1]
-    K = naive_kernel(layer, L)
+    C, log_dA, dB = layer.kernel.discrete_parameters()
+    K = reference_kernel(C * dB, log_dA, L)
     y = torch.fft.irfft(torch.fft.rfft(u, n=2 * L)[:, None] * torch.fft.rfft(K, n=2 * L)[None], n=2 * L)[..., :L]
     return layer._ssm_output(y, u, x.dtype)
 

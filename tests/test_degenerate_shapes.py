@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from s4d_hf import S4DConfig, S4DForCausalLM, S4DForSequenceClassification, S4DModel
-from s4d_hf.modeling.ssm_s4d import S4DLayer, fast_fft_length
+from s4d_hf.modeling.ssm_kernels_s4d import fast_fft_length
+from s4d_hf.modeling.ssm_s4d import S4DLayer
 
 TINY = dict(d_model=8, n_layers=1, d_state=4)
 

@@ -94,7 +94,8 @@ def test_audio_extractor_saves_its_policy_and_loads_with_auto_feature_extractor(
     S4DFeatureExtractor(sampling_rate=8000, rate_policy="resample", do_normalize=False).save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "preprocessor_config.json").read_text())
     assert saved["rate_policy"] == "resample" and saved["feature_extractor_type"] == "S4DFeatureExtractor"
-    assert saved["auto_map"] == {"AutoFeatureExtractor": "feature_extraction_s4d.S4DFeatureExtractor"}
+    assert saved["auto_map"] == {"AutoFeatureExtractor": "feature_extraction_s4d.S4DFeatureExtractor",
+                                 "AutoProcessor": "feature_extraction_s4d.S4DFeatureExtractor"}
     assert (tmp_path / "feature_extraction_s4d.py").exists()  # remote code copied next to it
     loaded = AutoFeatureExtractor.from_pretrained(tmp_path)
     assert type(loaded) is S4DFeatureExtractor
@@ -231,7 +232,8 @@ def test_timeseries_processor_round_trips_and_both_extractors_load_with_auto_fea
     S4DFeatureExtractor(sampling_rate=22050).save_pretrained(tmp_path / "audio")
     saved = json.loads((tmp_path / "ts" / "preprocessor_config.json").read_text())
     assert saved["feature_extractor_type"] == "S4DTimeSeriesProcessor"
-    assert saved["auto_map"] == {"AutoFeatureExtractor": "timeseries_processing_s4d.S4DTimeSeriesProcessor"}
+    assert saved["auto_map"] == {"AutoFeatureExtractor": "timeseries_processing_s4d.S4DTimeSeriesProcessor",
+                                 "AutoProcessor": "timeseries_processing_s4d.S4DTimeSeriesProcessor"}
     ts = AutoFeatureExtractor.from_pretrained(tmp_path / "ts")
     audio = AutoFeatureExtractor.from_pretrained(tmp_path / "audio")
     assert type(ts) is S4DTimeSeriesProcessor and type(audio) is S4DFeatureExtractor
@@ -327,8 +329,12 @@ def test_image_processor_round_trips_with_auto_image_processor(tmp_path):
     S4DImageProcessor(do_grayscale=True, size={"height": 28, "width": 28}, image_mean=[0.13],
                       image_std=[0.31]).save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "preprocessor_config.json").read_text())
-    assert saved["image_processor_type"] == "S4DImageProcessor" and saved["do_grayscale"] is True
-    assert saved["auto_map"] == {"AutoImageProcessor": "image_processing_s4d.S4DImageProcessor"}
+    # no image-processor type or AutoImageProcessor entry: transformers would read them as a hint for a video
+    # processor in remote code and prompt (see S4DImageProcessor.to_dict); AutoImageProcessor reads this entry
+    assert "image_processor_type" not in saved and saved["do_grayscale"] is True
+    assert saved["auto_map"] == {"AutoFeatureExtractor": "image_processing_s4d.S4DImageProcessor",
+                                 "AutoProcessor": "image_processing_s4d.S4DImageProcessor"}
+    S4DConfig(input_dim=1).save_pretrained(tmp_path)  # as in every model folder: the config names the model type
     loaded = AutoImageProcessor.from_pretrained(tmp_path)
     assert type(loaded) is S4DImageProcessor
     assert (loaded.do_grayscale, dict(loaded.size), tuple(loaded.image_mean)) == (True, {"height": 28, "width": 28},

@@ -8,7 +8,8 @@ non-vanishing size as N grows) and §4 (perturb, then diagonalise: |G_PTD - G_S4
 Every reference here is computed independently of s4d_hf: exact rational arithmetic for the eigenvectors of LegS, the
 Woodbury (DPLR) formula and dense solves for the S4 transfer function, matrix exponentials for the S4 kernel.
 
-Run ``python tests/test_ptd.py`` to print the numbers quoted in the docstring of ``legs_ptd``.
+Run ``python tests/test_ptd.py`` to print the numbers quoted in the README and in the docstring of
+``ptd_s4d.legs_ptd``.
 """
 
 import math
@@ -20,15 +21,8 @@ import scipy.linalg
 import torch
 
 from s4d_hf import S4DConfig, S4DForSequenceClassification
-from s4d_hf.modeling.ssm_s4d import (
-    PTD_EPS,
-    S4DKernel,
-    _legs_ptd_perturbation,
-    eigenvector_condition,
-    hippo_legs,
-    init_A_B,
-    legs_ptd,
-)
+from s4d_hf.modeling.ptd_s4d import PTD_EPS, _legs_ptd_perturbation, eigenvector_condition, hippo_legs, legs_ptd
+from s4d_hf.modeling.ssm_s4d import S4DKernel, init_A_B
 
 # κ(Ṽ) measured with the defaults (eps = 0.5, seed 0, 100 steps) is 24.8, 168 and 1587 (``python tests/test_ptd.py``);
 # the bounds leave room for round-off and LAPACK differences between machines.

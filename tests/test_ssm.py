@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import load_npz
-from s4d_hf.modeling.ssm_s4d import S4DLayer, init_A_B
+from s4d_hf.modeling.ssm_s4d import S4DLayer, init_A_B, reference_kernel
 
 INITS = ["legs", "inv", "lin", "real", "diag"]
 
@@ -88,6 +88,9 @@ def test_kernel_equals_impulse_response_of_recurrence(case):
     expected = torch.stack(K, -1)
     with torch.no_grad():
         assert (layer.kernel.kernel(L).double() - expected).abs().max() < 1e-5 * max(1.0, expected.abs().max())
+        # the paper's Vandermonde form, which tests/test_kernel_paths.py holds every fast path to
+        reference = reference_kernel(C * dB, torch.log(dA), L)
+        assert (reference - expected).abs().max() < 1e-10 * max(1.0, expected.abs().max())
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(str(v) for v in c.values()))

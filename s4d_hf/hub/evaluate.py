@@ -10,16 +10,75 @@ Options for further evaluations (reported separately in cards, never in the mode
 * ``--dataset SPEC [--dataset-option K=V]``: another test set (e.g. ``spoken-digits-real``);
 * ``--sampling-rate HZ`` (audio): resample the test clips to HZ first, then let the processor handle the rate
   change with its ``rate_policy`` (``--rate-policy rate|resample`` overrides it).
+
+Progress goes to stderr (:func:`note`, :func:`progress`): a tqdm bar on a terminal, plain lines in a log file.
 """
 
 import argparse
+import contextlib
 import json
 import math
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
 BATCH = 32
+PLAIN_PROGRESS_EVERY = 15.0  # seconds between two progress lines when stderr is not a terminal
+
+
+def note(message: str) -> None:
+    """One line about the current phase on stderr, e.g. ``s4d-hf: loading the test split of tecator``."""
+    print(f"s4d-hf: {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def progress(total: int, description: str, unit: str = "examples"):
+    """Yields ``update(n)`` for a loop over ``total`` items. On a terminal, a tqdm bar on stderr; otherwise (a log
+    file) plain lines without escape codes: the start, at most one every :data:`PLAIN_PROGRESS_EVERY` seconds, and
+    the end with the time taken."""
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        with tqdm(total=total, desc=f"s4d-hf: {description}", unit=f" {unit}", file=sys.stderr, leave=False,
+                  dynamic_ncols=True) as bar:
+            yield bar.update
+        return
+    start = last = time.monotonic()
+    done = 0
+    note(f"{description}: 0/{total} {unit}")
+
+    def update(n: int = 1) -> None:
+        nonlocal done, last
+        done += n
+        now = time.monotonic()
+        if now - last >= PLAIN_PROGRESS_EVERY and done < total:
+            note(f"{description}: {done}/{total} {unit}")
+            last = now
+
+    yield update
+    note(f"{description}: {done}/{total} {unit} in {time.monotonic() - start:.1f} s")
+
+
+@contextlib.contextmanager
+def plain_output_when_logged():
+    """While stderr is not a terminal, turn off transformers' and huggingface_hub's own progress bars (a tqdm bar
+    written to a log file is a run of carriage returns); the previous settings are restored after."""
+    if sys.stderr.isatty():
+        yield
+        return
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging
+
+    transformers_bars = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        with disable_progress_bars():  # re-enables on exit what it disabled
+            yield
+    finally:
+        if transformers_bars:
+            logging.enable_progress_bar()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,9 +96,11 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     try:
-        metrics = evaluate_folder(args.folder, dataset=args.dataset, dataset_options=_options(args.dataset_option),
-                                  split=args.split, sampling_rate=args.sampling_rate, rate_policy=args.rate_policy,
-                                  max_samples=args.max_samples)
+        with plain_output_when_logged():
+            metrics = evaluate_folder(args.folder, dataset=args.dataset,
+                                      dataset_options=_options(args.dataset_option), split=args.split,
+                                      sampling_rate=args.sampling_rate, rate_policy=args.rate_policy,
+                                      max_samples=args.max_samples)
     except (ValueError, FileNotFoundError) as e:
         print(f"s4d-hf evaluate: error: {e}", file=sys.stderr)
         return 1
@@ -72,6 +133,7 @@ def evaluate_folder(folder, dataset: str | None = None, dataset_options: dict | 
         run_args, splits = run if run is not None else run_splits(folder)
     else:
         run_args = read_run_args(folder)
+        note(f"loading dataset {dataset}")
         splits = load_dataset_spec(dataset, run_args["task"], seed=data_seed(run_args),
                                    builtin_options=dict(dataset_options or {}))
     task = run_args["task"]
@@ -108,6 +170,7 @@ def run_splits(folder) -> tuple[dict, object]:
     from s4d_hf.training.data import data_seed, load_dataset_spec
 
     run_args = read_run_args(folder)
+    note(f"loading dataset {run_args['dataset']} (the splits of the run)")
     extra = {k: (tuple(run_args[k]) if k == "image_size" else run_args[k])
              for k in ("block_size", "image_size") if run_args.get(k)}
     splits = load_dataset_spec(run_args["dataset"], run_args["task"], seed=data_seed(run_args),
@@ -132,6 +195,7 @@ def predict_logits(folder, task: str, splits, examples, sampling_rate=None, rate
 
     from s4d_hf.processing.feature_extraction_s4d import resample
 
+    note(f"loading the model and processor of {folder}")
     model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
     if task == "image-classification":
         processor = AutoImageProcessor.from_pretrained(folder)
@@ -140,20 +204,22 @@ def predict_logits(folder, task: str, splits, examples, sampling_rate=None, rate
     if rate_policy is not None:
         processor.rate_policy = rate_policy
     outputs = []
-    for start in range(0, len(examples), BATCH):
-        batch = examples[start : start + BATCH]
-        if task == "image-classification":
-            inputs = processor(images=[_image(ex, splits) for ex in batch], return_tensors="pt")
-        elif task == "audio-classification":
-            rate = splits.sampling_rate
-            waves = [np.asarray(ex["input_values"], dtype=np.float32).reshape(-1) for ex in batch]
-            if sampling_rate is not None and sampling_rate != rate:
-                waves, rate = [resample(w, rate, sampling_rate) for w in waves], sampling_rate
-            inputs = processor(waves, sampling_rate=rate, return_tensors="pt")
-        else:
-            inputs = processor([np.asarray(ex["input_values"]) for ex in batch], return_tensors="pt")
-        with torch.no_grad():
-            outputs.append(model(**inputs).logits.float().numpy())
+    with progress(len(examples), "scoring") as update:
+        for start in range(0, len(examples), BATCH):
+            batch = examples[start : start + BATCH]
+            if task == "image-classification":
+                inputs = processor(images=[_image(ex, splits) for ex in batch], return_tensors="pt")
+            elif task == "audio-classification":
+                rate = splits.sampling_rate
+                waves = [np.asarray(ex["input_values"], dtype=np.float32).reshape(-1) for ex in batch]
+                if sampling_rate is not None and sampling_rate != rate:
+                    waves, rate = [resample(w, rate, sampling_rate) for w in waves], sampling_rate
+                inputs = processor(waves, sampling_rate=rate, return_tensors="pt")
+            else:
+                inputs = processor([np.asarray(ex["input_values"]) for ex in batch], return_tensors="pt")
+            with torch.no_grad():
+                outputs.append(model(**inputs).logits.float().numpy())
+            update(len(batch))
     return np.concatenate(outputs)
 
 
@@ -172,14 +238,17 @@ def _language_model(folder: Path, examples) -> dict[str, float]:
     import torch
     from transformers import AutoModelForCausalLM
 
+    note(f"loading the model of {folder}")
     model = AutoModelForCausalLM.from_pretrained(folder).eval()
     total, count = 0.0, 0
-    for start in range(0, len(examples), BATCH):
-        ids = torch.as_tensor(np.stack([ex["input_ids"] for ex in examples[start : start + BATCH]]))
-        with torch.no_grad():
-            logits = model(ids).logits[:, :-1].float()
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1),
-                                                 reduction="sum")
-        total, count = total + loss.item(), count + ids[:, 1:].numel()
+    with progress(len(examples), "scoring", unit="windows") as update:
+        for start in range(0, len(examples), BATCH):
+            ids = torch.as_tensor(np.stack([ex["input_ids"] for ex in examples[start : start + BATCH]]))
+            with torch.no_grad():
+                logits = model(ids).logits[:, :-1].float()
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1),
+                                                     reduction="sum")
+            total, count = total + loss.item(), count + ids[:, 1:].numel()
+            update(len(ids))
     mean = total / count
     return {"bits_per_byte": mean / math.log(2), "perplexity": math.exp(mean)}

@@ -60,11 +60,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from s4d_hf.hub.evaluate import plain_output_when_logged
+
     try:
-        if args.baseline_only:
-            print(json.dumps(baseline(args.folder), sort_keys=True))
-            return 0
-        info = release(args.folder, extras=args.extra, dataset_id=args.dataset_id, methods=args.methods)
+        with plain_output_when_logged():  # progress on stderr: a bar on a terminal, plain lines in a log file
+            if args.baseline_only:
+                print(json.dumps(baseline(args.folder), sort_keys=True))
+                return 0
+            info = release(args.folder, extras=args.extra, dataset_id=args.dataset_id, methods=args.methods)
     except (ValueError, FileNotFoundError) as e:
         print(f"s4d-hf release: error: {e}", file=sys.stderr)
         return 1
@@ -74,10 +77,11 @@ def run(args: argparse.Namespace) -> int:
 
 def baseline(folder) -> dict:
     """The classic baseline for the run's task on the run's own splits (fit on train+eval, scored on test)."""
-    from s4d_hf.hub.evaluate import run_splits
+    from s4d_hf.hub.evaluate import note, run_splits
     from s4d_hf.training.baselines import run_baseline
 
     run_args, splits = run_splits(folder)
+    note(f"fitting and scoring the baseline for {run_args['task']}")
     return run_baseline(run_args["task"], splits)
 
 
@@ -105,7 +109,8 @@ def release(folder, extras: list[str] = (), dataset_id: str | None = None, metho
 
     from s4d_hf.hub import plots
     from s4d_hf.hub.cards import write_model_card
-    from s4d_hf.hub.evaluate import evaluate_folder, predict_logits, run_splits, scores
+    from s4d_hf.hub.remote_code import make_portable
+    from s4d_hf.hub.evaluate import evaluate_folder, note, predict_logits, run_splits, scores
     from s4d_hf.training.baselines import run_baseline
     from s4d_hf.training.data import CLASSIFICATION_TASKS
 
@@ -121,10 +126,12 @@ def release(folder, extras: list[str] = (), dataset_id: str | None = None, metho
         metrics = scores(task, logits, labels)
     else:
         metrics = evaluate_folder(folder, run=(run_args, splits))
+    note(f"fitting and scoring the baseline for {task}")
     base = run_baseline(task, splits)
     main_metric = {"time-series-regression": "rmse", "causal-lm": "bits_per_byte"}.get(task, "accuracy")
     results = json.loads((folder / "all_results.json").read_text())
 
+    note("plotting")
     plot_list = []
     curve_metric = "loss" if task == "causal-lm" else main_metric
     history = _history(folder, curve_metric)
@@ -138,7 +145,10 @@ def release(folder, extras: list[str] = (), dataset_id: str | None = None, metho
     plots.plot_eigenvalues(AutoModel.from_pretrained(folder), folder / "eigenvalues.png")
     plot_list.append({"file": "eigenvalues.png", "caption": "First layer's trained dt·A (continuous) and Ā"})
 
-    extra_results = [_extra(folder, kind, (run_args, splits)) for kind in extras]
+    extra_results = []
+    for kind in extras:
+        note(f"further evaluation --extra {kind}")
+        extra_results.append(_extra(folder, kind, (run_args, splits)))
     name = folder.name
     minutes = results.get("train_runtime", 0) / 60
     info = {
@@ -169,6 +179,8 @@ def release(folder, extras: list[str] = (), dataset_id: str | None = None, metho
         "method_comparisons": _method_comparisons(methods, run_args["dataset"]) if methods else [],
         "evaluate_folder": folder.as_posix(),
     }
+    note(f"writing {folder / 'README.md'} and release.json")
+    make_portable(folder)  # the current code copies, every head's auto_map and the folder's custom pipeline
     write_model_card(folder, info)
     (folder / "release.json").write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
     return info

@@ -77,7 +77,9 @@ class S4DImageProcessor(PilBackend):
         ``AutoImageProcessor`` entry as a hint for a "...VideoProcessor" class in the folder's remote code: with s4d-hf
         installed that stopped ``pipeline("image-classification", model=folder)`` at a "run custom code?" prompt.
         ``AutoImageProcessor`` still finds this class without s4d-hf (it reads an ``AutoFeatureExtractor`` entry when
-        no image-processor type is given), and with s4d-hf through the registration of S4DConfig.
+        no image-processor type is given), and with s4d-hf through the registration of S4DConfig, which it finds
+        through the model's config.json in the same folder (a folder holding only this file needs
+        ``trust_remote_code=True``, or ``S4DImageProcessor.from_pretrained``).
         """
         output = super().to_dict()
         output.pop("image_processor_type", None)
