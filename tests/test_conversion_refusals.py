@@ -205,6 +205,6 @@ def test_a_failure_while_writing_leaves_no_partial_folder(tmp_path, capsys, monk
     def broken_card(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(pipeline, "model_card", broken_card)
+    monkeypatch.setattr(pipeline, "write_model_card", broken_card)
     message = refuse(capsys, tmp_path, FIXTURES / "f1_state_dict.pt", out=tmp_path / "new" / "deeper" / "out")
     assert "RuntimeError: disk full" in message  # the parents it created are removed too

@@ -10,17 +10,9 @@
 * :func:`verify_conversion` - independent kernels and forward pass, and the exact round trip.
 """
 
-from .formats import (
-    FORMATS,
-    Option,
-    Plan,
-    build_model,
-    detect_format,
-    export_state_dict,
-    model_from_state_dict,
-    plan_conversion,
-    to_s4d_state_dict,
-)
+from .keys import FORMATS, detect_format
+from .options import Option
+from .plan import Plan, build_model, export_state_dict, model_from_state_dict, plan_conversion, to_s4d_state_dict
 from .loading import Checkpoint, ConversionError, Hparams, load_checkpoint
 from .pipeline import ConversionResult, convert
 from .verify import Check, reference_kernel, reference_logits, verify_conversion

@@ -4,7 +4,9 @@ import argparse
 import os
 import sys
 
-from .formats import FLAG_NAMES, FORMATS
+from ..modeling.configuration_s4d import _CHOICES
+from .keys import FORMATS
+from .options import DECODER_MODES, FLAG_NAMES, TASKS
 
 
 def _labels(text: str) -> list[str]:
@@ -25,19 +27,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(needed for a lightning .pt; overrides a .ckpt's hyper_parameters)")
     group = parser.add_argument_group("options not stored in the weights (default: the config, else the reference's "
                                       "default for the format)")
-    group.add_argument("--disc", choices=("zoh", "bilinear"), help="discretization (S4Block default zoh)")
-    group.add_argument("--dt-transform", choices=("exp", "softplus"),
+    group.add_argument("--disc", choices=_CHOICES["disc"], help="discretization (S4Block default zoh)")
+    group.add_argument("--dt-transform", choices=_CHOICES["dt_transform"],
                        help="dt = transform(inv_dt) (S4Block default exp; framework preset softplus)")
-    group.add_argument("--real-transform", choices=("exp", "relu", "softplus", "none"),
+    group.add_argument("--real-transform", choices=_CHOICES["real_transform"],
                        help="Re A = -transform(A_real) (default exp)")
     group.add_argument("--prenorm", action=argparse.BooleanOptionalAction, default=None,
                        help="example-style models: pre-norm blocks (example.py default: post-norm)")
-    group.add_argument("--final-act", choices=("glu", "id"), help="activation after output_linear, when the weights "
-                       "map H -> H features (glu is read from the shapes)")
-    group.add_argument("--decoder-mode", choices=("pool", "last"), help="framework SequenceDecoder mode: mean over "
-                       "the sequence, or its last position")
+    group.add_argument("--final-act", choices=_CHOICES["final_act"], help="activation after output_linear, when the "
+                       "weights map H -> H features (glu is read from the shapes)")
+    group.add_argument("--decoder-mode", choices=tuple(DECODER_MODES), help="framework SequenceDecoder mode: mean "
+                       "over the sequence, or its last position")
     group.add_argument("--l-max", type=int, help="kernel length limit (framework model.layer.l_max)")
-    group.add_argument("--task", choices=("classification", "multilabel", "regression"),
+    group.add_argument("--task", choices=tuple(TASKS),
                        help="problem type of the head (framework: from task.loss)")
     group.add_argument("--num-labels", type=int, help="check: number of decoder outputs")
     group.add_argument("--labels", type=_labels, help="comma-separated class names (id2label)")

@@ -11,10 +11,11 @@ import tempfile
 from dataclasses import dataclass
 from typing import Callable
 
+from ..hub.cards import write_model_card
 from ..hub.remote_code import make_portable
 from ..modeling import S4DForSequenceClassification
-from .card import model_card
-from .formats import Plan, build_model, plan_conversion
+from .card import card_info, convert_command
+from .plan import Plan, build_model, plan_conversion
 from .loading import Checkpoint, ConversionError, Hparams, load_checkpoint
 from .verify import Check, _max_abs, _scaled, model_logits, random_inputs, verify_conversion
 
@@ -95,7 +96,8 @@ def convert(
         log("verify   " + checks[-1].line())
         _refuse_on_failure(checks, force)
         origin = hparams.origin if hparams is not None else None
-        (tmp / "README.md").write_text(model_card(checkpoint, plan, checks, origin, force), encoding="utf-8")
+        command = convert_command(src, out, format, config, tolerance, force, flags)
+        write_model_card(tmp, card_info(checkpoint, plan, checks, origin, force, out.name, command))
         _usual_permissions(tmp)
         _move_into_place(tmp, out, overwrite)
     except BaseException:

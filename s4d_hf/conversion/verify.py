@@ -1,9 +1,9 @@
 """Proof that a conversion is exact, computed before anything is written.
 
 1. **kernels**   - every layer's SSM kernel K (Ck, H, L) computed here directly from the *source* tensors, in float64,
-                   with the source's own conventions (S4D_REFERENCE.md §2.2: s4d.py's ``+i·A_imag``, s4.py's
-                   ``-i·A_imag``, the h mod n_ssm tiling, zoh/bilinear), against the converted model's
-                   ``S4DKernel.kernel(L)``.
+                   with the source's own conventions (state-spaces/s4: ``models/s4/s4d.py``'s ``+i·A_imag``,
+                   ``models/s4/s4.py``'s ``-i·A_imag``, the h mod n_ssm tiling, zoh/bilinear), against the converted
+                   model's ``S4DKernel.kernel(L)``.
 2. **logits**    - the source architecture re-implemented here from its tensors (float64; the convolution as an
                    explicit Toeplitz product, with the bidirectional off-by-one; GELU, the Conv1d/Linear + GLU head;
                    the norms where the source puts them; the decoder's pooling) on a random input, against the
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .formats import Plan, export_state_dict
+from .plan import Plan, export_state_dict
 
 
 @dataclass
@@ -71,7 +71,8 @@ def _positive(p: torch.Tensor, kind: str) -> torch.Tensor:
 def reference_kernel(state_dict: dict[str, torch.Tensor], plan: Plan, i: int, L: int) -> torch.Tensor:
     """K[c, h, l] = 2·Re Σ_n C[c,h,n] · B̄[h,n] · Ā[h,n]^l for layer ``i``, l = 0..L-1, from the source tensors.
 
-    Returns (Ck, H, L) float64.
+    Deliberately not ``ssm_s4d.reference_kernel``: an independent implementation, from the source's own tensors and
+    conventions, is what the converted model is verified against. Returns (Ck, H, L) float64.
     """
     opt = plan.values
     p = plan.layout.layer.format(i=i)
