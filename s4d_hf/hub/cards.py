@@ -94,7 +94,8 @@ from pathlib import Path
 
 import jinja2  # a core dependency (torch requires it too)
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "model_cards"
+# model_cards/s4d_model_card.md.j2, reached through the package's link to it so that it ships in the wheel too
+TEMPLATE_DIR = Path(__file__).parent
 TEMPLATE_NAME = "s4d_model_card.md.j2"
 
 # task -> Hub pipeline_tag, display name, extra tags. The Hub has no time-series classification or regression task;
