@@ -81,8 +81,11 @@ class TimeSeriesClassificationPipeline(Pipeline):
     _load_tokenizer = False
 
     def __call__(self, inputs, **kwargs):
+        if isinstance(inputs, (list, tuple)) and len(inputs) == 0:
+            raise ValueError("inputs is an empty list: pass a series ((L, C) array, list of numbers or DataFrame) "
+                             "or a list of series")
         # A list of numbers is one univariate series, not a list of inputs (the base class would iterate it).
-        if isinstance(inputs, (list, tuple)) and len(inputs) > 0 and all(
+        if isinstance(inputs, (list, tuple)) and all(
             isinstance(v, (int, float, np.number)) for v in inputs
         ):
             inputs = np.asarray(inputs, dtype=np.float64)
@@ -135,18 +138,39 @@ class TimeSeriesRegressionPipeline(TimeSeriesClassificationPipeline):
 
 def read_audio(inputs) -> tuple[np.ndarray, int]:
     """A WAV/FLAC/OGG file path or its bytes -> (float32 samples (L,) or (L, C), sampling rate), with soundfile
-    (libsndfile; no ffmpeg)."""
+    (libsndfile; no ffmpeg).
+
+    A truncated file raises a ValueError naming it: libsndfile silently reads the frames a cut-off file still holds,
+    so the header's promise is checked, both the frame count (FLAC) and the WAV/AIFF data-chunk size that libsndfile
+    logs as ``data : 16000 (should be 7978)`` (bytes; divided by ``Block Align``). A streamed WAV (data size 0 or
+    0xFFFFFFFF: "until the end") is not truncated. A file without frames is refused too.
+    """
+    import re
+
     try:
         import soundfile
     except ImportError:
         raise ImportError("reading audio files needs soundfile: pip install 's4d-hf[audio]'") from None
+    shown = "<bytes>" if isinstance(inputs, bytes) else repr(inputs)
     source = io.BytesIO(inputs) if isinstance(inputs, bytes) else inputs
     try:
+        info = soundfile.info(source)
+        if isinstance(source, io.BytesIO):
+            source.seek(0)
         audio, sampling_rate = soundfile.read(source, dtype="float32", always_2d=False)
     except (soundfile.LibsndfileError, RuntimeError) as error:
-        shown = "<bytes>" if isinstance(inputs, bytes) else repr(inputs)
         raise ValueError(f"inputs {shown} could not be decoded as audio by soundfile ({error}); WAV, FLAC and OGG "
                          "files are supported") from None
+    promised = info.frames
+    short = re.search(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", info.extra_info, re.MULTILINE)
+    if short and int(short.group(2)) < int(short.group(1)) and int(short.group(1)) not in (0, 0xFFFFFFFF):
+        align = re.search(r"Block Align\s*:\s*(\d+)", info.extra_info)
+        promised = max(promised, int(short.group(1)) // max(int(align.group(1)) if align else 1, 1))
+    if len(audio) < promised:
+        raise ValueError(f"inputs {shown} is truncated: its header promises {promised} frames but it holds "
+                         f"{len(audio)}")
+    if len(audio) == 0:
+        raise ValueError(f"inputs {shown} holds no audio frames (shape {audio.shape})")
     return audio, sampling_rate
 
 

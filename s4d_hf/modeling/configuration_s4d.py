@@ -1,8 +1,11 @@
 """S4D model configuration."""
 
+import math
 from dataclasses import fields
+from functools import wraps
 
 from huggingface_hub.dataclasses import strict
+from huggingface_hub.errors import StrictDataclassError, StrictDataclassFieldValidationError
 from transformers import GenerationConfig, PreTrainedConfig
 from transformers.utils import logging
 
@@ -19,6 +22,28 @@ _CHOICES = {
     "norm": ("layer", "batch"),
     "pooling": ("mean", "last"),
 }
+
+# Float fields: each must be finite (S4DConfig._check).
+_FLOAT_FIELDS = ("dt_min", "dt_max", "dropout", "layer_norm_eps", "initializer_range", "ssm_lr", "ssm_weight_decay")
+# Largest accepted dt_max: the initial inv_dt of the softplus dt_transform, log(expm1(dt)), overflows float32 at about
+# dt = 88 (NaN outputs); every S4D recipe stays far below (dt_max <= 1).
+_DT_MAX_LIMIT = 80.0
+
+
+class S4DConfigFieldError(StrictDataclassFieldValidationError, ValueError, TypeError):
+    """A config field of the wrong type (``d_model="16"``, a string where config.json should hold an int).
+
+    huggingface_hub's ``@strict`` raises ``StrictDataclassFieldValidationError``, which is neither a ValueError nor a
+    TypeError, with a two-line message. S4DConfig re-raises it as this class: still a
+    ``StrictDataclassFieldValidationError``, and also a ValueError and a TypeError (so ``except ValueError`` works),
+    with one line naming the field: ``S4DConfig.d_model: Field 'd_model' expected int, got str (value: '16')``.
+    """
+
+    def __init__(self, field: str, cause: BaseException | None = None):
+        self.field = field
+        # args hold the message alone, so that the error pickles (cls(message) rebuilds it)
+        Exception.__init__(self, field if cause is None else f"S4DConfig.{field}: {cause}")
+
 
 # Keys that transformers itself puts in or reads from a config besides its fields and properties: consumed by
 # PreTrainedConfig.__post_init__, written by save_pretrained / register_for_auto_class / pipeline registration, or
@@ -65,6 +90,11 @@ class S4DConfig(PreTrainedConfig):
 
     Keyword arguments that are not fields are kept as attributes (as in every transformers config); one that is a
     single edit away from a field (`d_modle`) is logged as a probable misspelling of it.
+
+    Invalid values raise a ValueError naming the field: every float field must be finite, 0 < dt_min <= dt_max <= 80,
+    dropout in [0, 1), layer_norm_eps > 0, initializer_range / ssm_lr / ssm_weight_decay >= 0. A value of the wrong
+    type (`d_model="16"`, also from a config.json) raises :class:`S4DConfigFieldError`, a ValueError and TypeError
+    that is also huggingface_hub's `StrictDataclassFieldValidationError`, with one line naming the field.
 
     Backbone:
         d_model (`int`, defaults to 128): features H.
@@ -189,10 +219,26 @@ class S4DConfig(PreTrainedConfig):
                 f"S4DConfig.init='diag' splits the (A, B) copies half inv / half lin, so n_ssm (or d_model when "
                 f"n_ssm is None) must be even; got {n_copies}"
             )
+        for field in _FLOAT_FIELDS:  # inf / NaN anywhere would build a model that computes NaN
+            value = getattr(self, field)
+            if not math.isfinite(value):
+                raise ValueError(f"S4DConfig.{field} must be a finite number; got {value}")
         if not 0 < self.dt_min <= self.dt_max:
             raise ValueError(f"S4DConfig needs 0 < dt_min <= dt_max; got dt_min={self.dt_min}, dt_max={self.dt_max}")
+        if self.dt_max > _DT_MAX_LIMIT:
+            raise ValueError(
+                f"S4DConfig.dt_max must be at most {_DT_MAX_LIMIT:g}; got {self.dt_max}. Larger initial step sizes "
+                "overflow float32 (the softplus dt_transform from about 88) and the model returns NaN; S4D recipes "
+                "use dt_max <= 1 (default 0.1)."
+            )
         if not 0 <= self.dropout < 1:
             raise ValueError(f"S4DConfig.dropout must be in [0, 1); got {self.dropout}")
+        for field in ("layer_norm_eps",):
+            if not getattr(self, field) > 0:
+                raise ValueError(f"S4DConfig.{field} must be positive; got {getattr(self, field)}")
+        for field in ("initializer_range", "ssm_lr", "ssm_weight_decay"):
+            if not getattr(self, field) >= 0:
+                raise ValueError(f"S4DConfig.{field} must be >= 0; got {getattr(self, field)}")
 
     @property
     def layer_types(self) -> list[str]:
@@ -215,6 +261,37 @@ class S4DConfig(PreTrainedConfig):
             is_real=self.is_real,
             bidirectional=self.bidirectional,
         )
+
+
+def _field_errors_as_value_errors(method):
+    """Wrap ``__init__`` / ``__setattr__`` so that @strict's errors reach the user as :class:`S4DConfigFieldError`."""
+
+    @wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except S4DConfigFieldError:
+            raise
+        except StrictDataclassError as error:
+            cause = error.__cause__ if error.__cause__ is not None else error
+            field = getattr(error, "field", None) or _field_of(error)
+            raise S4DConfigFieldError(field, cause) from None
+
+    return wrapper
+
+
+def _field_of(error: BaseException) -> str:
+    """The field (or validator) named in a huggingface_hub strict-dataclass error message."""
+    text = str(error)
+    start = text.find("'") + 1
+    end = text.find("'", start)
+    return text[start:end] if 0 < start <= end else "?"
+
+
+# __setattr__ covers construction (transformers' __init__ sets every field through it) and later assignments;
+# __init__ covers the class validators that @strict runs after construction.
+S4DConfig.__setattr__ = _field_errors_as_value_errors(S4DConfig.__setattr__)
+S4DConfig.__init__ = _field_errors_as_value_errors(S4DConfig.__init__)
 
 
 __all__ = ["S4DConfig"]
