@@ -15,7 +15,7 @@ COMMANDS = {
     "info": ("s4d_hf.cli", "show the installed versions and the registered S4D classes"),
     "train": ("s4d_hf.train", "fine-tune S4D on audio, image, time-series or text data (Trainer or Accelerate)"),
     "push": ("s4d_hf.hub.push", "check a checkpoint folder and upload it to the Hugging Face Hub"),
-    "evaluate": ("s4d_hf.hub.evaluate", "recompute a checkpoint folder's test metrics (JSON on the last line)"),
+    "evaluate": ("s4d_hf.hub.evaluation", "recompute a checkpoint folder's test metrics (JSON on the last line)"),
     "release": ("s4d_hf.hub.release", "measure a trained folder (test metrics, baseline, plots) and write its card"),
     "convert": ("s4d_hf.conversion.cli", "convert a state-spaces/s4 S4D checkpoint into a verified Hugging Face folder"),
     "remote-code": ("s4d_hf.hub.remote_code", "refresh a saved folder's code copies, auto_map and custom_pipelines"),

@@ -122,7 +122,7 @@ def compare(method: str, dataset: str, seeds: list[int], work: Path) -> dict:
 
 def noise_robustness(dataset: str, seeds: list[int], work: Path, levels: list[float]) -> dict:
     """Test metric of each trained `ptd` run under the Nyquist-tone perturbation, per level (0 = clean)."""
-    from s4d_hf.hub.evaluate import predict_logits, run_splits
+    from s4d_hf.hub.evaluation import predict_logits, run_splits
 
     setup = SETUPS[dataset]
     task, metric = setup["task"], setup["metric"]

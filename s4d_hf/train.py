@@ -15,7 +15,11 @@ import argparse
 import shlex
 import sys
 
-from s4d_hf.training.data import TASKS
+from s4d_hf.cli_options import KeyValues, key_value
+from s4d_hf.training.data.core import TASKS
+from s4d_hf.training.folders import clear_for_start, remove_work_folder
+from s4d_hf.training.job import any_process, no_accelerator
+from s4d_hf.training.tasks import prepare_job, write_output
 
 
 def _image_size(text: str) -> tuple[int, int]:
@@ -26,25 +30,6 @@ def _image_size(text: str) -> tuple[int, int]:
     return height, width
 
 
-def _key_value(text: str) -> tuple[str, object]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE; got {text!r}")
-    key, value = text.split("=", 1)
-    for cast in (int, float):
-        try:
-            return key, cast(value)
-        except ValueError:
-            pass
-    return key, {"true": True, "false": False}.get(value.lower(), value)
-
-
-class _KeyValues(argparse.Action):
-    def __call__(self, parser, namespace, values, option_string=None):
-        options = dict(getattr(namespace, self.dest) or {})
-        options[values[0]] = values[1]
-        setattr(namespace, self.dest, options)
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     what = parser.add_argument_group("what to train")
     what.add_argument("--task", required=True, choices=TASKS + ("self-pretraining",))
@@ -52,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="a built-in dataset name, or a path: .npz (X, y[, X_test, y_test, X_val, y_val, lengths, "
                            "groups, label_names]), a folder of class sub-folders (audio/images), a .csv (one series "
                            "per row, a 'label' column), a .txt (causal-lm)")
-    what.add_argument("--dataset-option", action=_KeyValues, type=_key_value, metavar="KEY=VALUE",
+    what.add_argument("--dataset-option", action=KeyValues, type=key_value, metavar="KEY=VALUE",
                       help="an option of a built-in dataset loader (repeatable)")
     what.add_argument("--output-dir", required=True, help="the Hub-ready folder to write at the end")
     what.add_argument("--checkpoint-dir", help="where checkpoints go (default: <output-dir>-checkpoints)")
@@ -138,9 +123,6 @@ def run(args: argparse.Namespace) -> int:
     2 bad input (nothing trained), 130 interrupted (a checkpoint was saved; rerun with --resume)."""
     from accelerate import PartialState
 
-    from s4d_hf.training.job import any_process, clear_for_start, no_accelerator, prepare_job, remove_work_folder
-    from s4d_hf.training.output import write_output
-
     if args.no_progress:
         from transformers.utils import logging
 
@@ -164,11 +146,12 @@ def run(args: argparse.Namespace) -> int:
         work = clear_for_start(job)
     state.wait_for_everyone()
 
+    # a documented lazy load: only the chosen backend is imported (transformers' Trainer or accelerate's loop)
     if args.backend == "trainer":
         from s4d_hf.training.trainer_backend import train
     else:
         from s4d_hf.training.accelerate_backend import train
-    try:  # a run that fails puts the work folder back as it found it (see s4d_hf.training.job.WorkFolder)
+    try:  # a run that fails puts the work folder back as it found it (see s4d_hf.training.folders.WorkFolder)
         result = train(job)
         if result.interrupted:
             if work is not None:

@@ -1,5 +1,6 @@
 import os
 import pathlib
+import signal
 
 import numpy as np
 import pytest
@@ -20,3 +21,16 @@ def load_npz(name: str) -> dict[str, np.ndarray]:
 def _seed():
     torch.manual_seed(0)
     np.random.seed(0)
+
+
+@pytest.fixture
+def fail_if_it_hangs():
+    """Fail a test that runs longer than 60 s instead of letting it hang (a degenerate size looping forever)."""
+    def hang(signum, frame):
+        raise TimeoutError("hangs instead of raising")
+
+    previous = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)

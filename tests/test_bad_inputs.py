@@ -10,7 +10,6 @@ weights (and BatchNorm statistics) and cache exactly as they were.
 import copy
 import io
 import json
-import signal
 import struct
 
 import numpy as np
@@ -34,16 +33,7 @@ TINY = dict(d_model=8, n_layers=1, d_state=4)
 INF, NAN = float("inf"), float("nan")
 
 
-@pytest.fixture(autouse=True)
-def _timeout():
-    def hang(signum, frame):
-        raise TimeoutError("a bad input hangs instead of raising")
-
-    previous = signal.signal(signal.SIGALRM, hang)
-    signal.alarm(60)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+pytestmark = pytest.mark.usefixtures("fail_if_it_hangs")  # conftest.py: a hang fails after 60 s
 
 
 def run_case(call, exception, pattern, tmp_path):

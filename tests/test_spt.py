@@ -76,7 +76,7 @@ def test_causal_refuses_bidirectional(tmp_path, capsys):
 def test_a_few_steps_reduce_the_pretraining_loss(tmp_path, objective, extra):
     from accelerate.state import AcceleratorState
 
-    from s4d_hf.training.job import prepare_job
+    from s4d_hf.training.tasks import prepare_job
     from s4d_hf.training.trainer_backend import train
 
     data = make_level_npz(tmp_path / "d.npz", n=48, length=32)
@@ -113,7 +113,7 @@ def pretrain(tmp_path, *extra, data=None):
 def test_backbone_folder_and_init_from_load_exactly(tmp_path, capsys):
     from transformers import AutoModel, set_seed
 
-    from s4d_hf.training.job import prepare_job
+    from s4d_hf.training.tasks import prepare_job
 
     data, backbone = pretrain(tmp_path)
     saved = load_file(str(backbone / "model.safetensors"))

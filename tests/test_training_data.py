@@ -11,7 +11,7 @@ import torch
 
 from s4d_hf.training.collate import S4DDataCollator
 from s4d_hf.training.data import (
-    BYT5_VOCAB_SIZE,
+    BYTE_VOCAB_SIZE,
     check_splits,
     fit_normalization,
     load_dataset_spec,
@@ -151,7 +151,7 @@ def test_text_file_is_cut_into_contiguous_byt5_chunks(tmp_path):
     text = "Fair is foul, and foul is fair: hover through the fog and filthy air. " * 30
     (tmp_path / "t.txt").write_text(text)
     splits = load_dataset_spec(str(tmp_path / "t.txt"), "causal-lm", block_size=64)
-    assert splits.vocab_size == BYT5_VOCAB_SIZE == len(ByT5Tokenizer(extra_ids=0))
+    assert splits.vocab_size == BYTE_VOCAB_SIZE == len(ByT5Tokenizer(extra_ids=0))
     ids = np.concatenate([ex["input_ids"] for s in (splits.train, splits.eval, splits.test) for ex in s])
     assert np.array_equal(ids, text_to_ids(text))  # train, eval, test are consecutive pieces of the text, in order
     assert all(len(ex["input_ids"]) == 64 for ex in splits.train[:-1])  # the last chunk of a split may be shorter
@@ -232,7 +232,7 @@ def test_collator_pads_masks_and_padding_does_not_change_the_logits():
 def test_local_metric_modules_load_offline_and_match_brute_force(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.chdir(tmp_path)  # evaluate resolves bare names against the CWD: the package path must not need it
-    from s4d_hf.training.evaluation import load_metric
+    from s4d_hf.training.task_metrics import load_metric
 
     pred, ref = np.array([0, 1, 1, 2, 2, 2, 0]), np.array([0, 1, 2, 2, 2, 1, 1])
     assert load_metric("accuracy").compute(predictions=pred, references=ref)["accuracy"] == pytest.approx(4 / 7)
@@ -315,15 +315,12 @@ def reevaluate_test_split(folder, dataset, task, seed=0) -> dict:
     return {"test_accuracy": float((out.argmax(-1).numpy() == labels).mean()), "test_loss": loss}
 
 
-def test_builtin_names_dispatch_to_the_datasets_module(monkeypatch, tmp_path):
-    """The agreed interface with s4d_hf.training.datasets: BUILTIN_DATASETS (name -> description) and
+def test_builtin_names_dispatch_to_the_builtin_registry(monkeypatch, tmp_path):
+    """The agreed interface with s4d_hf.training.data.builtin: BUILTIN_DATASETS (name -> description) and
     load_builtin(name, task, seed=0, **options) -> DatasetSplits; --dataset-option KEY=VALUE reaches the loader."""
-    import importlib.machinery
     import json
-    import sys
-    import types
 
-    from s4d_hf.training.data import DatasetSplits
+    from s4d_hf.training.data import DatasetSplits, builtin
 
     calls = []
 
@@ -335,14 +332,8 @@ def test_builtin_names_dispatch_to_the_datasets_module(monkeypatch, tmp_path):
         return DatasetSplits(train=make(24), eval=make(6), test=make(6), id2label={0: "off", 1: "on"}, input_dim=1,
                              description="a fake built-in", license="CC0-1.0", citation="nobody 2026")
 
-    fake = types.ModuleType("s4d_hf.training.datasets")
-    fake.__spec__ = importlib.machinery.ModuleSpec("s4d_hf.training.datasets", None)
-    fake.BUILTIN_DATASETS = {"FakeSet": "a fake built-in"}
-    fake.load_builtin = load_builtin
-    import s4d_hf.training
-
-    monkeypatch.setitem(sys.modules, "s4d_hf.training.datasets", fake)
-    monkeypatch.setattr(s4d_hf.training, "datasets", fake, raising=False)
+    monkeypatch.setitem(builtin.BUILTIN_DATASETS, "FakeSet", "a fake built-in")
+    monkeypatch.setattr(builtin, "load_builtin", load_builtin)
 
     out = tmp_path / "out"
     assert train_cli("--task", "time-series-classification", "--dataset", "FakeSet", "--dataset-option", "size=3",
@@ -359,9 +350,9 @@ def test_fashion_mnist_builtin_trains_and_saves_its_image_processor(tmp_path):
     """The real built-in loader (Debian dataset-fashion-mnist): [0, 1] pixels, square images without image_size."""
     import json
 
-    from s4d_hf.training import datasets
+    from s4d_hf.training.data.builtin import fashion_mnist
 
-    if not os.path.isdir(datasets.FASHION_MNIST_DIR):
+    if not os.path.isdir(fashion_mnist.FASHION_MNIST_DIR):
         pytest.skip("needs Debian's dataset-fashion-mnist")
     out = tmp_path / "fm"
     assert train_cli("--task", "image-classification", "--dataset", "fashion-mnist", "--dataset-option",
@@ -371,7 +362,7 @@ def test_fashion_mnist_builtin_trains_and_saves_its_image_processor(tmp_path):
     preprocessor = json.loads((out / "preprocessor_config.json").read_text())
     assert preprocessor["size"] == {"height": 7, "width": 7} and preprocessor["do_grayscale"] is True
     assert "Zalando" in (out / "README.md").read_text()
-    from s4d_hf.hub.evaluate import evaluate_folder  # the folder's own image processor on the run's test split
+    from s4d_hf.hub.evaluation import evaluate_folder  # the folder's own image processor on the run's test split
 
     run = json.loads((out / "all_results.json").read_text())
     assert abs(evaluate_folder(out)["accuracy"] - run["test_accuracy"]) <= 2 / 16  # 8-bit PIL input vs float
@@ -380,7 +371,7 @@ def test_fashion_mnist_builtin_trains_and_saves_its_image_processor(tmp_path):
 
 
 def test_data_seed_fixes_the_splits_while_seed_changes_the_init(tmp_path):
-    from s4d_hf.hub.evaluate import run_splits
+    from s4d_hf.hub.evaluation import run_splits
 
     data = make_level_npz(tmp_path / "levels.npz", n=64)  # no test split: carved out with the data seed
     common = ["--task", "time-series-classification", "--dataset", data, *TINY, "--max-steps", "1"]

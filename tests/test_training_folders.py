@@ -14,7 +14,7 @@ import pytest
 
 from test_training_data import TINY, make_level_npz, train_cli
 
-from s4d_hf.training.job import RUN_MARKER
+from s4d_hf.training.folders import RUN_MARKER
 
 COMMON = ["--task", "time-series-classification", *TINY, "--max-steps", 2, "--batch-size", 8]
 

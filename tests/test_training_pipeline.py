@@ -26,7 +26,9 @@ def check_pipeline_reproduces(task, out, results, raw, inputs):
     """Top-1 accuracy and the mean cross-entropy -log p(true label), from the pipeline's scores, against the run."""
     from transformers import pipeline
 
-    classify = pipeline(task, model=str(out))
+    # audio and time-series folders carry their pipeline (custom_pipelines), which transformers runs only with
+    # trust_remote_code=True, also where s4d-hf is installed
+    classify = pipeline(task, model=str(out), trust_remote_code=True)
     names = [raw.id2label[ex["labels"]] for ex in raw.test]
     outputs = [classify(x, top_k=len(raw.id2label)) for x in inputs]
     accuracy = float(np.mean([o[0]["label"] == name for o, name in zip(outputs, names)]))

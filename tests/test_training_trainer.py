@@ -45,7 +45,7 @@ def test_trainer_learns_and_writes_a_hub_ready_folder(reference):
     assert again["test_accuracy"] == pytest.approx(results["test_accuracy"], abs=1e-9)
     assert again["test_loss"] == pytest.approx(results["test_loss"], rel=1e-4)
     card = (out / "README.md").read_text()
-    assert "pipeline_tag: time-series-classification" in card and f"--dataset {data}" in card
+    assert "pipeline_tag: tabular-classification" in card and f"--dataset {data}" in card  # cards.TASKS
     assert f"value: {results['test_accuracy']}" in card
     config = json.loads((out / "config.json").read_text())
     assert config["id2label"] == {"0": "0", "1": "1"} and config["use_cache"] is True

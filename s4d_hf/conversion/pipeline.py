@@ -6,14 +6,13 @@ never a partial OUT.
 
 import os
 import pathlib
-import shutil
-import tempfile
 from dataclasses import dataclass
 from typing import Callable
 
 from ..hub.cards import write_model_card
 from ..hub.remote_code import make_portable
 from ..modeling import S4DForSequenceClassification
+from ..staging import staged_folder
 from .card import card_info, convert_command
 from .plan import Plan, build_model, plan_conversion
 from .loading import Checkpoint, ConversionError, Hparams, load_checkpoint
@@ -86,10 +85,12 @@ def convert(
         log("verify   " + check.line())
     _refuse_on_failure(checks, force)
 
-    created = _missing_parents(out.parent)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    def refuse_if_out_appeared(out: pathlib.Path) -> None:
+        if out.exists() and not overwrite:
+            raise ConversionError(f"OUT {str(out)!r} appeared during the conversion; nothing written")
+
+    # written into a temporary sibling and renamed into place: on any failure nothing (no parent folder either)
+    with staged_folder(out, before_replace=refuse_if_out_appeared) as tmp:
         model.save_pretrained(tmp)
         make_portable(tmp)
         checks.append(_reload_check(tmp, model, plan, tolerance))
@@ -98,16 +99,6 @@ def convert(
         origin = hparams.origin if hparams is not None else None
         command = convert_command(src, out, format, config, tolerance, force, flags)
         write_model_card(tmp, card_info(checkpoint, plan, checks, origin, force, out.name, command))
-        _usual_permissions(tmp)
-        _move_into_place(tmp, out, overwrite)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        for folder in reversed(created):
-            try:
-                folder.rmdir()
-            except OSError:
-                pass
-        raise
     result = ConversionResult(out, checkpoint, plan, checks)
     log(f"wrote    {out}" + ("" if result.passed else "  (verification FAILED; --force)"))
     return result
@@ -131,39 +122,3 @@ def _reload_check(folder: pathlib.Path, model, plan: Plan, tolerance: float) -> 
     expected = model_logits(model, plan, inputs)
     got = model_logits(reloaded, plan, inputs)
     return Check("reload from the saved folder", _max_abs(got, expected), _scaled(tolerance, expected))
-
-
-def _usual_permissions(folder: pathlib.Path) -> None:
-    """mkdtemp makes a private (0700) folder: give the result the permissions of a folder made by mkdir."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(folder, 0o777 & ~umask)
-    for path in folder.iterdir():
-        if path.is_file():
-            os.chmod(path, 0o666 & ~umask)
-
-
-def _missing_parents(folder: pathlib.Path) -> list[pathlib.Path]:
-    """The folders that mkdir(parents=True) would create, outermost first (removed again on failure)."""
-    missing = []
-    while not folder.exists():
-        missing.append(folder)
-        folder = folder.parent
-    return list(reversed(missing))
-
-
-def _move_into_place(tmp: pathlib.Path, out: pathlib.Path, overwrite: bool) -> None:
-    if out.exists():
-        if not overwrite:  # appeared while converting
-            raise ConversionError(f"OUT {str(out)!r} appeared during the conversion; nothing written")
-        old = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-        os.rename(out, old / "previous")
-        try:
-            os.rename(tmp, out)
-        except BaseException:
-            os.rename(old / "previous", out)
-            shutil.rmtree(old, ignore_errors=True)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, out)

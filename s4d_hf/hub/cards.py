@@ -87,12 +87,12 @@ config.json. ``s4d-hf`` is not a library known to the Hub: as ``library_name`` i
 import json
 import math
 import numbers
-import os
 import struct
-import tempfile
 from pathlib import Path
 
 import jinja2  # a core dependency (torch requires it too)
+
+from ..staging import write_atomically
 
 # model_cards/s4d_model_card.md.j2, reached through the package's link to it so that it ships in the wheel too
 TEMPLATE_DIR = Path(__file__).parent
@@ -403,17 +403,7 @@ def render_model_card(folder, info: dict) -> str:
 
 def write_model_card(folder, info: dict) -> Path:
     """Render the card and write it to FOLDER/README.md (through a temporary file, so never half-written)."""
-    text = render_model_card(folder, info)
-    path = Path(folder) / "README.md"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".README.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(Path(folder) / "README.md", render_model_card(folder, info))
 
 
 def read_card_metrics(folder) -> dict:

@@ -2,7 +2,7 @@
 
 It measures everything the card states, with the commands the card names:
 
-1. the test metrics, with :func:`s4d_hf.hub.evaluate.evaluate_folder` (what ``s4d-hf evaluate FOLDER`` prints);
+1. the test metrics, with :func:`s4d_hf.hub.evaluation.evaluate_folder` (what ``s4d-hf evaluate FOLDER`` prints);
 2. a same-split classic baseline (:mod:`s4d_hf.training.baselines`; ``s4d-hf release FOLDER --baseline-only``
    prints it alone);
 3. plots: training curve (from ``log_history.json``), confusion matrix (classification), the first layer's
@@ -11,6 +11,9 @@ It measures everything the card states, with the commands the card names:
    ``rate:HZ`` = clips at another sampling rate, once with the processor's ``rate`` policy and once resampled);
 
 then renders README.md with :func:`s4d_hf.hub.cards.write_model_card`, and writes the numbers to ``release.json``.
+The folder changes all at once (:func:`s4d_hf.staging.staged_folder`): a release that fails leaves it as it was.
+The hardware and the known limitations a card states come from the built-in datasets' registry
+(:mod:`s4d_hf.training.data.builtin`).
 """
 
 import argparse
@@ -18,35 +21,25 @@ import json
 import sys
 from pathlib import Path
 
-HARDWARE = "2 CPU cores (x86-64, at times shared with other jobs), no GPU; torch CPU build"
+import numpy as np
+
+from s4d_hf.hub import plots
+from s4d_hf.hub.cards import write_model_card
+from s4d_hf.hub.evaluation import (
+    evaluate_folder,
+    note,
+    plain_output_when_logged,
+    predict_logits,
+    run_splits,
+    scores,
+)
+from s4d_hf.hub.remote_code import make_portable
+from s4d_hf.staging import staged_folder
+from s4d_hf.training.baselines import run_baseline
+from s4d_hf.training.data.builtin import REGISTRY, RELEASE_HARDWARE
+from s4d_hf.training.data.core import CLASSIFICATION_TASKS
+
 TASK_TO_CARD = {"causal-lm": "text-generation"}
-# Known limitations of the built-in datasets (keyed by --dataset); a user dataset gets none pre-written.
-LIMITATIONS = {
-    "spoken-digits": [
-        "Trained on synthetic speech (espeak-ng and flite voices); accuracy on real recordings is reported "
-        "separately and is much lower: this is a demonstration of raw-waveform S4D, not a production keyword "
-        "spotter.",
-        "Inputs are 1-second clips; longer audio should be cut into 1-second windows.",
-    ],
-    "fashion-mnist": [
-        "Fashion-MNIST images are 28x28 grayscale product photos on a black background, downsampled to 14x14; "
-        "other images are resized to that size and will mostly be out of distribution.",
-    ],
-    "plaid": [
-        "After a short CPU run this model is far below the 1-nearest-neighbour baseline on the same split (see "
-        "Results): it is a worked example of the pipeline, not a competitive PLAID classifier. It overfits the "
-        "482 training series (final train loss well below the eval loss; see the training curve).",
-        "Accuracy on other houses or measurement set-ups is untested.",
-    ],
-    "tecator": [
-        "Tecator has 215 spectra in all (43 test): the test RMSE has a large uncertainty.",
-        "Licence of the data: research use with citation (StatLib); check it before any other use.",
-    ],
-    "shakespeare": [
-        "A 4-layer byte-level model trained for minutes on one author: its text is Shakespeare-flavoured noise. "
-        "It demonstrates O(1)-per-token recurrent generation, not useful language modelling.",
-    ],
-}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,8 +53,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from s4d_hf.hub.evaluate import plain_output_when_logged
-
     try:
         with plain_output_when_logged():  # progress on stderr: a bar on a terminal, plain lines in a log file
             if args.baseline_only:
@@ -77,9 +68,6 @@ def run(args: argparse.Namespace) -> int:
 
 def baseline(folder) -> dict:
     """The classic baseline for the run's task on the run's own splits (fit on train+eval, scored on test)."""
-    from s4d_hf.hub.evaluate import note, run_splits
-    from s4d_hf.training.baselines import run_baseline
-
     run_args, splits = run_splits(folder)
     note(f"fitting and scoring the baseline for {run_args['task']}")
     return run_baseline(run_args["task"], splits)
@@ -104,60 +92,81 @@ def _history(folder: Path, metric: str) -> list[dict]:
 
 
 def release(folder, extras: list[str] = (), dataset_id: str | None = None, methods=None) -> dict:
-    import numpy as np
-    from transformers import AutoModel
-
-    from s4d_hf.hub import plots
-    from s4d_hf.hub.cards import write_model_card
-    from s4d_hf.hub.remote_code import make_portable
-    from s4d_hf.hub.evaluate import evaluate_folder, note, predict_logits, run_splits, scores
-    from s4d_hf.training.baselines import run_baseline
-    from s4d_hf.training.data import CLASSIFICATION_TASKS
-
+    """Measure ``folder`` (test metrics, baseline, further evaluations), then write its plots, card and
+    release.json, all at once; returns the card's ``info``."""
     folder = Path(folder)
     run_args, splits = run_splits(folder)
-    command = run_args.get("command")
-    if not command:
+    if not run_args.get("command"):
         raise ValueError(f"{folder}/training_args.json has no 'command'; retrain with this version of s4d-hf")
     task = run_args["task"]
-    if task in CLASSIFICATION_TASKS:  # one pass over the test split gives the metrics and the confusion matrix
-        logits = predict_logits(folder, task, splits, splits.test)
-        labels = np.asarray([ex["labels"] for ex in splits.test])
-        metrics = scores(task, logits, labels)
-    else:
-        metrics = evaluate_folder(folder, run=(run_args, splits))
+    metrics, logits = _test_metrics(folder, task, run_args, splits)
     note(f"fitting and scoring the baseline for {task}")
     base = run_baseline(task, splits)
-    main_metric = {"time-series-regression": "rmse", "causal-lm": "bits_per_byte"}.get(task, "accuracy")
-    results = json.loads((folder / "all_results.json").read_text())
-
-    note("plotting")
-    plot_list = []
-    curve_metric = "loss" if task == "causal-lm" else main_metric
-    history = _history(folder, curve_metric)
-    if history:
-        plots.plot_training_curve(history, folder / "training_curve.png", metric_name=f"eval {curve_metric}")
-        plot_list.append({"file": "training_curve.png", "caption": "Training loss and the eval-split metric"})
-    if task in CLASSIFICATION_TASKS:
-        names = [splits.id2label[i] for i in range(len(splits.id2label))]
-        plots.plot_confusion_matrix(labels, logits.argmax(-1), folder / "confusion_matrix.png", names)
-        plot_list.append({"file": "confusion_matrix.png", "caption": "Confusion matrix on the test split"})
-    plots.plot_eigenvalues(AutoModel.from_pretrained(folder), folder / "eigenvalues.png")
-    plot_list.append({"file": "eigenvalues.png", "caption": "First layer's trained dt·A (continuous) and Ā"})
-
     extra_results = []
     for kind in extras:
         note(f"further evaluation --extra {kind}")
         extra_results.append(_extra(folder, kind, (run_args, splits)))
-    name = folder.name
+    comparisons = _method_comparisons(methods, run_args["dataset"]) if methods else []
+    info = _card_info(folder, run_args, splits, metrics, base, extra_results, comparisons, dataset_id)
+    with staged_folder(folder, copy_of=folder) as staging:  # the folder changes only once everything is written
+        note("plotting")
+        info["plots"] = _draw_plots(staging, task, splits, logits)
+        note(f"writing {folder / 'README.md'} and release.json")
+        make_portable(staging)  # the current code copies, every head's auto_map and the folder's custom pipeline
+        write_model_card(staging, info)
+        (staging / "release.json").write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
+    return info
+
+
+def main_metric(task: str) -> str:
+    """The metric a card compares with the baseline."""
+    return {"time-series-regression": "rmse", "causal-lm": "bits_per_byte"}.get(task, "accuracy")
+
+
+def _test_metrics(folder: Path, task: str, run_args: dict, splits) -> tuple[dict, np.ndarray | None]:
+    """(test metrics, the test logits of a classifier (None otherwise), for its confusion matrix)."""
+    if task in CLASSIFICATION_TASKS:  # one pass over the test split gives the metrics and the confusion matrix
+        logits = predict_logits(folder, task, splits, splits.test)
+        return scores(task, logits, np.asarray([ex["labels"] for ex in splits.test])), logits
+    return evaluate_folder(folder, run=(run_args, splits)), None
+
+
+def _draw_plots(folder: Path, task: str, splits, logits: np.ndarray | None) -> list[dict]:
+    """The training curve, the confusion matrix (classification) and the eigenvalues, drawn into ``folder``."""
+    from transformers import AutoModel
+
+    plot_list = []
+    curve_metric = "loss" if task == "causal-lm" else main_metric(task)
+    history = _history(folder, curve_metric)
+    if history:
+        plots.plot_training_curve(history, folder / "training_curve.png", metric_name=f"eval {curve_metric}")
+        plot_list.append({"file": "training_curve.png", "caption": "Training loss and the eval-split metric"})
+    if logits is not None:
+        names = [splits.id2label[i] for i in range(len(splits.id2label))]
+        labels = np.asarray([ex["labels"] for ex in splits.test])
+        plots.plot_confusion_matrix(labels, logits.argmax(-1), folder / "confusion_matrix.png", names)
+        plot_list.append({"file": "confusion_matrix.png", "caption": "Confusion matrix on the test split"})
+    plots.plot_eigenvalues(AutoModel.from_pretrained(folder), folder / "eigenvalues.png")
+    plot_list.append({"file": "eigenvalues.png", "caption": "First layer's trained dt·A (continuous) and Ā"})
+    return plot_list
+
+
+def _card_info(folder: Path, run_args: dict, splits, metrics: dict, base: dict, extra_results: list,
+               comparisons: list, dataset_id: str | None) -> dict:
+    """The card ``info`` (schema: :mod:`s4d_hf.hub.cards`) of a released folder; ``plots`` is filled in later."""
+    task, dataset, metric = run_args["task"], run_args["dataset"], main_metric(run_args["task"])
+    results = json.loads((folder / "all_results.json").read_text())
     minutes = results.get("train_runtime", 0) / 60
-    info = {
-        "model_name": name,
+    builtin = REGISTRY.get(dataset)
+    limitations = list(builtin.limitations) if builtin is not None and builtin.limitations else [
+        f"Trained and tested on {dataset} only ({len(splits.test)} test examples); other data is untested."]
+    return {
+        "model_name": folder.name,
         "task": TASK_TO_CARD.get(task, task),
         "dataset": {
-            "id": dataset_id or run_args["dataset"],
-            "name": run_args["dataset"],
-            "description": splits.description or run_args["dataset"],
+            "id": dataset_id or dataset,
+            "name": dataset,
+            "description": splits.description or dataset,
             "source": _source(run_args),
             "license": splits.license or "unknown",
             "splits": {"train": f"{len(splits.train)} examples", "eval": f"{len(splits.eval)} examples "
@@ -165,33 +174,24 @@ def release(folder, extras: list[str] = (), dataset_id: str | None = None, metho
             **({"citation": splits.citation} if splits.citation else {}),
         },
         "metrics": metrics,
-        "baseline": {"name": base["name"], "metric": main_metric, "value": base[main_metric],
+        "baseline": {"name": base["name"], "metric": metric, "value": base[metric],
                      "command": f"s4d-hf release {folder.as_posix()} --baseline-only",
                      "description": "fit on the train and eval splits, scored on the same test split"},
-        "command": command,
+        "command": run_args["command"],
         "training_time": f"{minutes:.0f} min ({results.get('global_step', '?')} optimizer steps)",
-        "hardware": HARDWARE,
-        "limitations": LIMITATIONS.get(run_args["dataset"], [
-            f"Trained and tested on {run_args['dataset']} only ({len(splits.test)} test examples); other data is "
-            "untested."]),
-        "plots": plot_list,
+        "hardware": RELEASE_HARDWARE,
+        "limitations": limitations,
+        "plots": [],
         "extra_results": extra_results,
-        "method_comparisons": _method_comparisons(methods, run_args["dataset"]) if methods else [],
+        "method_comparisons": comparisons,
         "evaluate_folder": folder.as_posix(),
     }
-    note(f"writing {folder / 'README.md'} and release.json")
-    make_portable(folder)  # the current code copies, every head's auto_map and the folder's custom pipeline
-    write_model_card(folder, info)
-    (folder / "release.json").write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
-    return info
 
 
 def _source(run_args: dict) -> str:
-    from s4d_hf.training.datasets import BUILTIN_DATASETS
-
     spec = run_args["dataset"]
     options = run_args.get("dataset_option") or {}
-    text = BUILTIN_DATASETS.get(spec, f"user data: {spec}")
+    text = REGISTRY[spec].description if spec in REGISTRY else f"user data: {spec}"
     if options:
         text += " Options: " + ", ".join(f"{k}={v}" for k, v in sorted(options.items())) + "."
     return text
@@ -218,8 +218,6 @@ def _method_comparisons(path, dataset: str) -> list[dict]:
 
 def _extra(folder: Path, kind: str, run: tuple) -> dict:
     """Further audio evaluations: the real recorded digits, and clips at another sampling rate."""
-    from s4d_hf.hub.evaluate import evaluate_folder
-
     if kind == "real":
         metrics = evaluate_folder(folder, dataset="spoken-digits-real")
         return {"name": "Real recorded digits (spoken-digits-real)",

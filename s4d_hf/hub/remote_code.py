@@ -26,8 +26,9 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
+
+from ..staging import write_atomically
 
 PACKAGE = Path(__file__).resolve().parents[1]
 
@@ -74,11 +75,7 @@ def _read_json(path: Path) -> dict:
 
 def _write_json(path: Path, obj: dict) -> None:
     """As transformers writes its JSON files (sorted keys, indent 2), atomically."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def processor_class(folder: str | os.PathLike) -> str | None:

@@ -7,25 +7,16 @@ complete.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import shutil
 import sys
 from pathlib import Path
 
+from ..hub.cards import card_task, shown_folder, write_model_card
 from ..hub.remote_code import make_portable
-from .data import BYT5_VOCAB_SIZE, DatasetSplits, fit_normalization
-
-
-PIPELINE_TAGS = {
-    "audio-classification": "audio-classification",
-    "image-classification": "image-classification",
-    "time-series-classification": "time-series-classification",
-    "time-series-regression": "time-series-regression",
-    "causal-lm": "text-generation",
-}
+from .data.core import BYTE_VOCAB_SIZE, DatasetSplits, fit_normalization
+from .folders import staged_output_folder
 
 
 def save_processor(output_dir: str | os.PathLike, task: str, splits: DatasetSplits, stats: dict | None = None) -> None:
@@ -37,14 +28,14 @@ def save_processor(output_dir: str | os.PathLike, task: str, splits: DatasetSpli
     ``stats``: the statistics from :func:`~s4d_hf.training.data.fit_normalization` (refitted on ``splits.train``
     when not given). Raises ImportError when ``s4d_hf.processing`` is not installed.
     """
-    try:
+    try:  # a documented lazy load: without s4d_hf.processing the folder is written without a processor
         from s4d_hf.processing import S4DFeatureExtractor, S4DImageProcessor, S4DTimeSeriesProcessor, byte_tokenizer
     except ImportError as e:
         raise ImportError(f"saving the {task} processor needs s4d_hf.processing, which this installation does not "
                           f"have ({e})") from e
     if task == "causal-lm":
         tokenizer = byte_tokenizer()
-        assert len(tokenizer) == BYT5_VOCAB_SIZE
+        assert len(tokenizer) == BYTE_VOCAB_SIZE
         tokenizer.save_pretrained(str(output_dir))
         return
     stats = fit_normalization(task, splits.train) if stats is None else stats
@@ -64,107 +55,84 @@ def save_processor(output_dir: str | os.PathLike, task: str, splits: DatasetSpli
     processor.save_pretrained(str(output_dir))
 
 
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}" if math.isfinite(value) else str(value)
-    return str(value)
+# Trainer bookkeeping in the metric dicts, not metrics.
+_RUN_KEYS = ("runtime", "samples_per_second", "steps_per_second")
 
 
-def write_model_card(folder: str | os.PathLike, *, task: str, dataset: str, splits: DatasetSplits, config,
-                     results: dict, command: str, world_size: int, backend: str, has_processor: bool) -> None:
-    """README.md: metadata (pipeline tag, test metrics as model-index) and a short description of the run."""
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
-
-    folder = Path(folder)
-    name = folder.name.split(".tmp-")[0].lstrip(".")
-    test = {k[len("test_"):]: v for k, v in results.items() if k.startswith("test_") and isinstance(v, (int, float))
-            and k not in ("test_runtime", "test_samples_per_second", "test_steps_per_second")}
-    dataset_name = Path(dataset).name if os.path.exists(dataset) else dataset
-    data = ModelCardData(
-        library_name="transformers", pipeline_tag=PIPELINE_TAGS[task], license="apache-2.0",
-        tags=["s4d", "state-space-model", task], model_name=name,
-        eval_results=[EvalResult(task_type=PIPELINE_TAGS[task], dataset_type=dataset_name, dataset_name=dataset_name,
-                                 dataset_split="test", metric_type=k, metric_value=float(v))
-                      for k, v in test.items() if k != "loss"] or None,
-    )
-    size = (f"d_model={config.d_model}, n_layers={config.n_layers}, d_state={config.d_state}, init={config.init}, "
-            f"disc={config.disc}, bidirectional={config.bidirectional}, prenorm={config.prenorm}, norm={config.norm}")
-    if world_size > 1:  # the same arguments, under a launcher
-        command = command.replace("s4d-hf train", f"accelerate launch --multi_gpu --num_processes {world_size} "
-                                  "-m s4d_hf.train", 1)
-    rows = "\n".join(f"| {k} | {_fmt(results.get('eval_' + k, ''))} | {_fmt(v)} |" for k, v in test.items())
-    loss_note = ("\nloss: mean squared error on standardised targets ((y - mean) / std of the train split); mse, mae "
-                 "and rmse are in the targets' units.\n" if task == "time-series-regression" else "")
-    auto_class = "AutoModelForCausalLM" if task == "causal-lm" else "AutoModelForSequenceClassification"
-    body = f"""
-# {name}
-
-An [S4D](https://arxiv.org/abs/2206.11893) model ({size}; {results['num_parameters']:,} parameters)
-trained for **{task}** on `{dataset_name}` with `s4d-hf train` ({backend} backend, {world_size} process(es),
-{results.get('global_step', '?')} optimizer steps).
-
-## Results
-
-The selected checkpoint (best eval {results.get('best_metric_name', '')}) on the eval and the held-out test split:
-
-| metric | eval | test |
-|---|---|---|
-{rows}
-{loss_note}
-## Data
-
-{splits.description or dataset_name}. Splits: {len(splits.train)} train / {len(splits.eval)} eval /
-{len(splits.test)} test examples. Data licence: {splits.license or 'unknown'}.
-{('Citation: ' + splits.citation) if splits.citation else ''}
-
-## Reproduce
-
-```bash
-{command}
-```
-
-## Use
-
-```python
-import s4d_hf  # or trust_remote_code=True without the package
-from transformers import {auto_class}
-model = {auto_class}.from_pretrained("{name}")
-```
-{'' if has_processor else chr(10) + '**Note:** this folder has no processor (s4d_hf.processing was not installed '
- 'when it was written); inputs must be normalised as in training.' + chr(10)}"""
-    ModelCard(f"---\n{data.to_yaml()}\n---\n{body}").save(str(folder / "README.md"))
+def split_metrics(metrics: dict, prefix: str, *, loss: bool = True) -> dict:
+    """{name: finite value} of the ``prefix``_* entries of ``metrics`` (without the Trainer's runtime entries)."""
+    out = {}
+    for key, value in metrics.items():
+        name = key[len(prefix) + 1:]
+        if key.startswith(prefix + "_") and name not in _RUN_KEYS and (loss or name != "loss") \
+                and isinstance(value, (int, float)) and math.isfinite(value):
+            out[name] = value
+    return out
 
 
-def _json(path: Path, obj) -> None:
+def dataset_info(spec: str, options: dict | None, splits: DatasetSplits) -> dict:
+    """The card's ``dataset`` entry (schema: :mod:`s4d_hf.hub.cards`) of the data a run was trained on."""
+    name = Path(spec).name if os.path.exists(spec) else spec
+    source = f"`s4d-hf train --dataset {spec}`" + (
+        " with " + ", ".join(f"{k}={v}" for k, v in sorted(options.items())) if options else "")
+    return {
+        "id": name, "name": name, "description": splits.description or name, "source": source,
+        "license": splits.license or "unknown",
+        "splits": {"train": f"{len(splits.train)} examples", "eval": f"{len(splits.eval)} examples (model selection)",
+                   "test": f"{len(splits.test)} examples"},
+        **({"citation": splits.citation} if splits.citation else {}),
+    }
+
+
+def run_card_info(job, result, config, n_parameters: int, command: str) -> dict:
+    """The card ``info`` entries every training run has: name, data, command, time, size and limitations."""
+    out, c = job.output_dir, config
+    dataset = dataset_info(job.args.dataset, getattr(job.args, "dataset_option", None), job.splits)
+    seconds = result.train_metrics.get("train_runtime", 0)
+    duration = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+    return {
+        "model_name": out.name,
+        "repo_id": f"<user>/{out.name}",
+        "evaluate_folder": shown_folder(out),
+        "dataset": dataset,
+        "command": command,
+        "training_time": f"{duration} ({result.global_step} optimizer steps, {job.args.backend} backend, "
+                         f"{result.world_size} process(es))",
+        "summary": f"Configuration: d_model={c.d_model}, n_layers={c.n_layers}, d_state={c.d_state}, init={c.init}, "
+                   f"disc={c.disc}, bidirectional={c.bidirectional}, prenorm={c.prenorm}, norm={c.norm} "
+                   f"({n_parameters:,} parameters).",
+        "limitations": [f"Trained and tested on {dataset['name']} only ({len(job.splits.test)} test examples); other "
+                        "data is untested."],
+        "plots": [],
+    }
+
+
+def trained_card_info(job, result, config, results: dict, n_parameters: int, has_processor: bool) -> dict:
+    """The card ``info`` of a trained folder: test metrics in the model-index, no baseline yet (``s4d-hf release``
+    measures one), the eval split and the test loss as further evaluations."""
+    command = job.command
+    if result.world_size > 1:  # the same arguments, under a launcher
+        command = command.replace("s4d-hf train", f"accelerate launch --multi_gpu --num_processes "
+                                  f"{result.world_size} -m s4d_hf.train", 1)
+    info = run_card_info(job, result, config, n_parameters, command)
+    test = split_metrics(result.test_metrics, "test", loss=False)
+    extra = [{"name": "eval split", "description": f"the split that selected the checkpoint (best eval "
+                                                   f"{results.get('best_metric_name', '')})",
+              "metrics": split_metrics(result.eval_metrics, "eval")}]
+    test_loss = split_metrics(result.test_metrics, "test").get("loss")
+    if test_loss is not None:
+        extra.append({"name": "test split loss", "metrics": {"loss": test_loss}, "description": (
+            "mean squared error on standardised targets ((y - mean) / std of the train split); mse, mae and rmse "
+            "are in the targets' units" if job.task == "time-series-regression" else "the training objective")})
+    if not has_processor:
+        info["limitations"].append("This folder has no processor (s4d_hf.processing was not installed when it was "
+                                   "written): inputs must be normalised as in training.")
+    return {**info, "task": card_task(job.task), "metrics": test or None, "baseline": None,
+            "extra_results": [e for e in extra if e["metrics"]]}
+
+
+def write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
-
-
-@contextlib.contextmanager
-def staged_folder(out: Path):
-    """Yield an empty temporary sibling of ``out`` to write the folder into. When the block finishes, it replaces
-    ``out`` by renames (an existing ``out`` is swapped out only at the end); on any error it is removed and ``out``
-    is left as it was: never a half-written output folder. The folder carries the run marker (so that a later
-    ``--overwrite`` may replace it); an existing ``out`` is replaced only if it is empty or carries the marker."""
-    from .job import folder_state, write_marker
-
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        yield tmp
-        write_marker(tmp, "output")
-        if folder_state(out, "output") == "foreign":  # appeared or changed while the run trained
-            raise ValueError(f"--output-dir {out} was created by someone else during the run; it is not replaced")
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def run_arguments(job) -> dict:
@@ -172,23 +140,12 @@ def run_arguments(job) -> dict:
     return {**{k: v for k, v in vars(job.args).items() if not k.startswith("_")}, "command": job.command}
 
 
-def write_output(job, result) -> Path:
-    """Write the Hub-ready folder (main process only); returns its path. Self-pretraining writes a backbone folder
-    (:func:`s4d_hf.training.spt.write_backbone_output`)."""
-    from .job import fold_target_scale
-
-    if job.task == "self-pretraining":
-        from .spt import write_backbone_output
-
-        return write_backbone_output(job, result)
-
-    out = job.output_dir
-    with staged_folder(out) as tmp:
-        model, state_dict = result.model, dict(result.state_dict)
-        if job.task == "time-series-regression":  # on copies: the state dict may share the model's tensors
-            W, b = state_dict["classifier.weight"].detach().clone(), state_dict["classifier.bias"].detach().clone()
-            fold_target_scale(W, b, job.target_mean, job.target_std)
-            state_dict.update({"classifier.weight": W, "classifier.bias": b})
+def write_task_output(job, result, state_dict: dict) -> Path:
+    """Write the Hub-ready folder of a task model with the weights ``state_dict`` (main process only; the task
+    object of :mod:`s4d_hf.training.tasks` prepares them); returns its path. (Self-pretraining writes a backbone
+    folder instead: :func:`s4d_hf.training.spt.write_backbone_output`.)"""
+    out, model = job.output_dir, result.model
+    with staged_output_folder(out) as tmp:
         model.config.use_cache = True  # the config default; Trainer sets it to False for training
         n_parameters = sum(v.numel() for k, v in state_dict.items() if k != "lm_head.weight")  # lm_head is tied
         model.save_pretrained(str(tmp), state_dict=state_dict)  # (it empties the dict it is given)
@@ -203,11 +160,9 @@ def write_output(job, result) -> Path:
                    "global_step": result.global_step, "world_size": result.world_size,
                    "num_parameters": n_parameters,
                    "best_metric_name": job.metrics.best}
-        _json(tmp / "all_results.json", results)
-        _json(tmp / "eval_results.json", {**result.eval_metrics, **result.test_metrics})
-        _json(tmp / "log_history.json", result.log_history)
-        _json(tmp / "training_args.json", run_arguments(job))
-        write_model_card(tmp, task=job.task, dataset=job.args.dataset, splits=job.splits, config=model.config,
-                         results=results, command=job.command, world_size=result.world_size,
-                         backend=job.args.backend, has_processor=has_processor)
+        write_json(tmp / "all_results.json", results)
+        write_json(tmp / "eval_results.json", {**result.eval_metrics, **result.test_metrics})
+        write_json(tmp / "log_history.json", result.log_history)
+        write_json(tmp / "training_args.json", run_arguments(job))
+        write_model_card(tmp, trained_card_info(job, result, model.config, results, n_parameters, has_processor))
     return out

@@ -11,18 +11,24 @@ Options for further evaluations (reported separately in cards, never in the mode
 * ``--sampling-rate HZ`` (audio): resample the test clips to HZ first, then let the processor handle the rate
   change with its ``rate_policy`` (``--rate-policy rate|resample`` overrides it).
 
+The metrics are computed by :class:`s4d_hf.training.task_metrics.TaskMetrics`, the implementation training uses.
 Progress goes to stderr (:func:`note`, :func:`progress`): a tqdm bar on a terminal, plain lines in a log file.
 """
 
 import argparse
 import contextlib
 import json
-import math
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from s4d_hf.cli_options import KeyValues, key_value
+from s4d_hf.processing.feature_extraction_s4d import resample
+from s4d_hf.training.data.core import data_seed
+from s4d_hf.training.data.loading import load_dataset_spec
+from s4d_hf.training.task_metrics import TaskMetrics
 
 BATCH = 32
 PLAIN_PROGRESS_EVERY = 15.0  # seconds between two progress lines when stderr is not a terminal
@@ -84,7 +90,7 @@ def plain_output_when_logged():
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("folder", help="a checkpoint folder written by `s4d-hf train`")
     parser.add_argument("--dataset", help="evaluate on this dataset SPEC instead of the run's own test split")
-    parser.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--dataset-option", action=KeyValues, type=key_value, metavar="KEY=VALUE",
                         help="options of the built-in --dataset (repeatable)")
     parser.add_argument("--split", default="test", choices=("test", "eval"), help="[test]")
     parser.add_argument("--sampling-rate", type=int, help="audio: resample the clips to this rate before the processor")
@@ -93,12 +99,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
-
     try:
         with plain_output_when_logged():
             metrics = evaluate_folder(args.folder, dataset=args.dataset,
-                                      dataset_options=_options(args.dataset_option), split=args.split,
+                                      dataset_options=args.dataset_option, split=args.split,
                                       sampling_rate=args.sampling_rate, rate_policy=args.rate_policy,
                                       max_samples=args.max_samples)
     except (ValueError, FileNotFoundError) as e:
@@ -108,16 +112,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _options(pairs: list[str]) -> dict:
-    out = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise SystemExit(f"s4d-hf evaluate: error: --dataset-option expects KEY=VALUE; got {pair!r}")
-        key, value = pair.split("=", 1)
-        out[key] = value
-    return out
-
-
 def evaluate_folder(folder, dataset: str | None = None, dataset_options: dict | None = None, split: str = "test",
                     sampling_rate: int | None = None, rate_policy: str | None = None,
                     max_samples: int | None = None, run: tuple | None = None) -> dict[str, float]:
@@ -125,9 +119,6 @@ def evaluate_folder(folder, dataset: str | None = None, dataset_options: dict | 
 
     run: the folder's ``run_splits(folder)`` when the caller already has it (the run's own data is not reloaded).
     """
-    import s4d_hf  # noqa: F401  (registers the Auto classes and processors)
-    from s4d_hf.training.data import data_seed, load_dataset_spec
-
     folder = Path(folder)
     if dataset is None:
         run_args, splits = run if run is not None else run_splits(folder)
@@ -147,14 +138,9 @@ def evaluate_folder(folder, dataset: str | None = None, dataset_options: dict | 
 
 
 def scores(task: str, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Test metrics from the model's outputs: mse/mae/rmse (regression, original units) or accuracy/macro F1."""
-    if task == "time-series-regression":
-        predictions, labels = predictions.reshape(len(labels), -1), labels.astype(np.float64).reshape(len(labels), -1)
-        err = predictions - labels
-        return {"mse": float((err**2).mean()), "mae": float(np.abs(err).mean()),
-                "rmse": float(math.sqrt((err**2).mean()))}
-    predicted = predictions.argmax(-1)
-    return {"accuracy": float((predicted == labels).mean()), "f1": _macro_f1(predicted, labels, predictions.shape[-1])}
+    """Test metrics from the model's outputs (N, K): mse/mae/rmse (regression, original units) or accuracy/macro F1
+    over the K classes, computed by :class:`~s4d_hf.training.task_metrics.TaskMetrics`."""
+    return TaskMetrics(task, num_labels=predictions.shape[-1])(predictions, labels)
 
 
 def read_run_args(folder) -> dict:
@@ -167,8 +153,6 @@ def read_run_args(folder) -> dict:
 
 def run_splits(folder) -> tuple[dict, object]:
     """(training_args.json, the run's DatasetSplits in raw units) of a folder written by ``s4d-hf train``."""
-    from s4d_hf.training.data import data_seed, load_dataset_spec
-
     run_args = read_run_args(folder)
     note(f"loading dataset {run_args['dataset']} (the splits of the run)")
     extra = {k: (tuple(run_args[k]) if k == "image_size" else run_args[k])
@@ -178,22 +162,10 @@ def run_splits(folder) -> tuple[dict, object]:
     return run_args, splits
 
 
-def _macro_f1(predicted: np.ndarray, labels: np.ndarray, n_classes: int) -> float:
-    """Macro F1 over every class (a class absent from both predictions and labels counts 0, as sklearn's default)."""
-    scores = []
-    for c in range(n_classes):
-        tp = np.sum((predicted == c) & (labels == c))
-        fp, fn = np.sum((predicted == c) & (labels != c)), np.sum((predicted != c) & (labels == c))
-        scores.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
-    return float(np.mean(scores))
-
-
 def predict_logits(folder, task: str, splits, examples, sampling_rate=None, rate_policy=None) -> np.ndarray:
     """Raw examples -> the folder's processor -> the folder's model -> logits / outputs (N, K) as numpy."""
     import torch
     from transformers import AutoFeatureExtractor, AutoImageProcessor, AutoModelForSequenceClassification
-
-    from s4d_hf.processing.feature_extraction_s4d import resample
 
     note(f"loading the model and processor of {folder}")
     model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
@@ -250,5 +222,5 @@ def _language_model(folder: Path, examples) -> dict[str, float]:
                                                      reduction="sum")
             total, count = total + loss.item(), count + ids[:, 1:].numel()
             update(len(ids))
-    mean = total / count
-    return {"bits_per_byte": mean / math.log(2), "perplexity": math.exp(mean)}
+    metrics = TaskMetrics("causal-lm").from_loss(total / count)
+    return {"bits_per_byte": metrics["bits_per_byte"], "perplexity": metrics["perplexity"]}  # the cards' order

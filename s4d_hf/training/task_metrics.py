@@ -1,5 +1,7 @@
-"""Task metrics, shared by both training backends, computed with ``evaluate`` from metric modules shipped in this
-package (``metrics/<name>/<name>.py``): ``evaluate.load("accuracy")`` would look the module up on the Hub."""
+"""Task metrics: the one implementation used by both training backends, ``s4d-hf evaluate`` and ``s4d-hf release``.
+
+Computed with ``evaluate`` from metric modules shipped in this package (``metrics/<name>/<name>.py``):
+``evaluate.load("accuracy")`` would look the module up on the Hub."""
 
 import math
 from pathlib import Path
@@ -12,7 +14,7 @@ METRICS_DIR = Path(__file__).resolve().parent / "metrics"
 
 def load_metric(name: str):
     """A local metric module by name (accuracy, f1, mse, mae, rmse); works offline."""
-    import evaluate
+    import evaluate  # seconds to import (datasets, pyarrow): only when metrics are computed
 
     path = METRICS_DIR / name
     if not (path / f"{name}.py").is_file():
@@ -28,7 +30,9 @@ class TaskMetrics:
       targets (y - target_mean) / target_std, so predictions and labels are mapped back first;
     * causal-lm: perplexity exp(loss) and bits per byte loss / ln 2 (ByT5 ids are one token per byte).
 
-    ``best`` names the metric that selects the best checkpoint; ``greater_is_better`` says which way.
+    ``best`` names the metric that selects the best checkpoint; ``greater_is_better`` says which way;
+    ``from_token_loss`` says that the metrics come from the mean next-token loss (:meth:`from_loss`), not from
+    predictions and labels (:meth:`__call__`).
     """
 
     def __init__(self, task: str, num_labels: int | None = None, target_mean=None, target_std=None):
@@ -36,6 +40,7 @@ class TaskMetrics:
         self.num_labels = num_labels
         self.target_mean = None if target_mean is None else np.asarray(target_mean, dtype=np.float64)
         self.target_std = None if target_std is None else np.asarray(target_std, dtype=np.float64)
+        self.from_token_loss = task == "causal-lm"
         if task == "causal-lm":
             self.best, self.greater_is_better, names = "loss", False, []
         elif task == "time-series-regression":

@@ -1,20 +1,4 @@
-"""Datasets for ``s4d-hf train``: the common container, the user-path formats, splitting, checks and normalisation.
-
-Every dataset, built-in (``s4d_hf.training.datasets``) or from a user path, arrives as a :class:`DatasetSplits`:
-three lists of examples plus metadata. An example is a dict of numpy arrays, raw (not normalised):
-
-* audio-classification: ``{"input_values": (L, C) float32 waveform in [-1, 1], "labels": int}``,
-  with ``sampling_rate`` set;
-* image-classification: ``{"input_values": (H*W, C) float32 pixel intensities in [0, 1] (uint8 / 255), raster
-  order, "labels": int}``, with ``image_size = (H, W)`` (may be left None for square images);
-* time-series-classification / -regression: ``{"input_values": (L, C) float32, "labels": int | float | (T,) float}``;
-* causal-lm: ``{"input_ids": (L,) int64}`` of ByT5 ids (byte + 3, see :func:`text_to_ids`), ``vocab_size = 259``;
-  no labels (the collator sets labels = input_ids).
-
-Normalisation happens later, in :func:`normalize_splits`, exactly as the processor saved with the model does it,
-with statistics from the train split only.
-
-User paths (``--dataset PATH``):
+"""Readers for the datasets users give by path (``--dataset PATH``) -> :class:`~.core.DatasetSplits`.
 
 * ``.npz`` (read with ``allow_pickle=False``): ``X`` (N, L, C) or (N, L) [image tasks: (N, H, W) or (N, H, W, C),
   integers 0..255 or floats in [0, 1]],
@@ -22,8 +6,9 @@ User paths (``--dataset PATH``):
   ``X_test``/``y_test``; optional ``lengths`` (N,) (and ``lengths_val``, ``lengths_test``) for variable-length
   sequences stored right-padded; optional ``groups`` (N,) (e.g. speaker ids: a group never straddles two splits);
   optional ``label_names`` (K,); optional ``sampling_rate`` (scalar, audio).
-* a folder with one sub-folder per class holding audio (.wav/.flac/.ogg, read with soundfile) or image files
-  (PIL); or with ``train/`` (and optional ``val/``, ``test/``) folders that each hold the class sub-folders.
+* a folder with one sub-folder per class holding audio (.wav/.flac/.ogg, read with :func:`~.audio.read_audio`) or
+  image files (PIL); or with ``train/`` (and optional ``val/``, ``test/``) folders that each hold the class
+  sub-folders.
 * ``.csv`` (univariate time series, one row per series): a header row; a ``label`` column; an optional ``split``
   column (train / val / test); every other column is one time step, in column order. Trailing empty cells end a
   shorter series (variable length); an empty cell inside a series is an error.
@@ -37,99 +22,25 @@ classification, by whole groups when ``groups`` is given.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import os
 from pathlib import Path
 
 import numpy as np
 
-
-TASKS = (
-    "audio-classification",
-    "image-classification",
-    "time-series-classification",
-    "time-series-regression",
-    "causal-lm",
+from .audio import read_audio
+from .core import (
+    BYTE_VOCAB_SIZE,
+    CLASSIFICATION_TASKS,
+    EVAL_FRACTION,
+    TEST_FRACTION,
+    DatasetSplits,
+    split_indices,
+    text_to_ids,
 )
-CLASSIFICATION_TASKS = ("audio-classification", "image-classification", "time-series-classification")
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-BYT5_OFFSET = 3  # ByT5 ids: 0 <pad>, 1 </s>, 2 <unk>, then byte b -> b + 3
-BYT5_VOCAB_SIZE = 256 + BYT5_OFFSET
-EVAL_FRACTION = 0.1
-TEST_FRACTION = 0.1
 
-
-@dataclasses.dataclass
-class DatasetSplits:
-    """Train / eval / test examples (see the module docstring for their layout per task) and their metadata."""
-
-    train: list
-    eval: list
-    test: list
-    id2label: dict[int, str] | None = None
-    input_dim: int | None = None
-    vocab_size: int | None = None
-    sampling_rate: int | None = None
-    image_size: tuple[int, int] | None = None  # (height, width) of image datasets
-    description: str = ""
-    license: str = "unknown"
-    citation: str = ""
-
-
-def text_to_ids(text: str | bytes) -> np.ndarray:
-    """UTF-8 bytes -> ByT5 token ids (byte + 3), as ``ByT5Tokenizer(extra_ids=0)`` without the final ``</s>``."""
-    data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
-    return np.frombuffer(data, dtype=np.uint8).astype(np.int64) + BYT5_OFFSET
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Splitting
-# ----------------------------------------------------------------------------------------------------------------
-
-def split_indices(n: int, fractions: tuple[float, ...], seed: int, stratify: np.ndarray | None = None,
-                  groups: np.ndarray | None = None) -> list[np.ndarray]:
-    """Deterministically cut ``range(n)`` into ``len(fractions) + 1`` disjoint parts: part i gets about
-    ``fractions[i] * n`` items (at least one while the last part keeps one), the last part the rest.
-
-    ``groups``: whole groups go to one part (no speaker/subject in two splits). ``stratify``: the items are put in an
-    order where every prefix holds the classes in proportion (each class shuffled, then interleaved by relative
-    position), so every part is stratified. Every part is returned sorted.
-    """
-    rng = np.random.default_rng(seed)
-    targets, left = [], n
-    for f in fractions:
-        k = min(max(1, int(round(f * n))), left - 1) if left > 1 else 0
-        targets.append(k)
-        left -= k
-    if groups is not None:
-        units = [np.flatnonzero(groups == g) for g in np.unique(groups)]
-        units = [units[i] for i in rng.permutation(len(units))]
-        parts, u = [], 0
-        for k in targets:  # whole units until the part holds at least its target (the last unit always stays)
-            part = []
-            while len(part) < k and u < len(units) - 1:
-                part.extend(units[u].tolist())
-                u += 1
-            parts.append(part)
-        parts.append([i for unit in units[u:] for i in unit.tolist()])
-        return [np.sort(np.asarray(p, dtype=np.int64)) for p in parts]
-    order = rng.permutation(n)
-    if stratify is not None:
-        position = np.empty(n)
-        for c in np.unique(stratify):
-            members = order[stratify[order] == c]  # this class, in random order
-            position[members] = (np.arange(len(members)) + 0.5) / len(members)
-        order = order[np.argsort(position[order], kind="stable")]
-    cuts = np.cumsum([0] + targets)
-    parts = [order[a:b] for a, b in zip(cuts[:-1], cuts[1:])] + [order[cuts[-1]:]]
-    return [np.sort(p.astype(np.int64)) for p in parts]
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Labels
-# ----------------------------------------------------------------------------------------------------------------
 
 def encode_class_labels(label_arrays: list[np.ndarray], label_names: list[str] | None, where: str
                         ) -> tuple[list[np.ndarray], dict[int, str]]:
@@ -170,10 +81,6 @@ def encode_class_labels(label_arrays: list[np.ndarray], label_names: list[str] |
     encoded = [np.array([index[v.item() if hasattr(v, "item") else v] for v in a], dtype=np.int64) for a in values]
     return encoded, {i: str(c) for i, c in enumerate(classes)}
 
-
-# ----------------------------------------------------------------------------------------------------------------
-# User-path formats
-# ----------------------------------------------------------------------------------------------------------------
 
 def _examples(inputs: list[np.ndarray], labels) -> list[dict]:
     if labels is None:
@@ -288,15 +195,6 @@ def load_npz(path: str | os.PathLike, task: str, seed: int = 0) -> DatasetSplits
                      description=f"user dataset {Path(path).name}")
 
 
-def _read_audio(file: Path) -> tuple[np.ndarray, int]:
-    try:
-        import soundfile
-    except ImportError:
-        raise ImportError("reading audio folders needs soundfile: pip install 's4d-hf[audio]'") from None
-    data, rate = soundfile.read(str(file), dtype="float32", always_2d=True)  # (L, C) in [-1, 1]
-    return data, int(rate)
-
-
 def _read_images(files: list[Path], image_size: tuple[int, int] | None) -> tuple[list[np.ndarray], tuple, int]:
     try:
         from PIL import Image
@@ -357,7 +255,7 @@ def load_folder(path: str | os.PathLike, task: str, seed: int = 0, image_size: t
         if task == "audio-classification":
             inputs = []
             for f, _ in files:
-                x, rate = _read_audio(f)
+                x, rate = read_audio(f)
                 inputs.append(x)
                 sampling_rates.add(rate)
                 channels.add(x.shape[1])
@@ -445,200 +343,5 @@ def load_text(path: str | os.PathLike, seed: int = 0, block_size: int = 256) -> 
                        if len(a[i:i + block_size]) >= 2]
     return DatasetSplits(
         train=chunk(ids[:cut_eval]), eval=chunk(ids[cut_eval:cut_test]), test=chunk(ids[cut_test:]),
-        vocab_size=BYT5_VOCAB_SIZE, description=f"user text {Path(path).name} ({n} bytes)",
+        vocab_size=BYTE_VOCAB_SIZE, description=f"user text {Path(path).name} ({n} bytes)",
     )
-
-
-def builtin_datasets() -> dict[str, str]:
-    """The built-in offline datasets (name -> description); empty when that module is not installed."""
-    import importlib.util
-
-    if importlib.util.find_spec(f"{__package__}.datasets") is None:
-        return {}
-    from . import datasets  # an import error inside that module is raised, not mistaken for "no built-ins"
-
-    return dict(datasets.BUILTIN_DATASETS)
-
-
-def data_seed(args) -> int:
-    """The seed of the data splits (and generated data): --data-seed if given, else --seed.
-
-    args: the parsed train arguments, or a saved run's arguments as a dict (training_args.json).
-    """
-    get = args.get if isinstance(args, dict) else (lambda key, default=None: getattr(args, key, default))
-    value = get("data_seed", None)
-    return get("seed", 0) if value is None else value
-
-
-def load_dataset_spec(spec: str, task: str, seed: int = 0, *, block_size: int | None = None,
-                      image_size: tuple[int, int] | None = None, builtin_options: dict | None = None) -> DatasetSplits:
-    """``--dataset SPEC`` -> DatasetSplits: a built-in name, or a path to an .npz / .csv / .txt file or a folder.
-
-    ``block_size``: tokens per chunk of a .txt file (default 256); ``image_size``: (H, W) to resize the images of a
-    folder to; ``builtin_options``: keyword options of a built-in dataset's loader (``--dataset-option``).
-    Image splits always come back with ``image_size`` set (square images inferred, see `with_image_size`).
-    """
-    splits = _load_dataset_spec(spec, task, seed, block_size, image_size, builtin_options)
-    return with_image_size(splits) if task == "image-classification" else splits
-
-
-def _load_dataset_spec(spec, task, seed, block_size, image_size, builtin_options) -> DatasetSplits:
-    options = dict(builtin_options or {})
-    if task not in TASKS:
-        raise ValueError(f"--task must be one of {', '.join(TASKS)}; got {task!r}")
-    builtins = builtin_datasets()
-    if spec in builtins:
-        from . import datasets
-
-        for flag, value, example in (("--image-size", image_size, "image_size=14"),
-                                     ("--block-size", block_size, "context=256")):
-            if value is not None:
-                raise ValueError(f"{flag} applies to datasets given by path; built-in datasets take their own options "
-                                 f"through --dataset-option KEY=VALUE (e.g. {example}; see s4d_hf/training/datasets.py)")
-        return datasets.load_builtin(spec, task, seed=seed, **options)
-    path = Path(spec)
-    if not path.exists():
-        names = ", ".join(sorted(builtins)) or "none installed"
-        raise ValueError(f"--dataset {spec!r} is neither a built-in dataset ({names}) nor an existing file or folder")
-    if options:
-        raise ValueError(f"--dataset-option {sorted(options)} only applies to built-in datasets; {spec} is a path")
-    if path.is_dir():
-        return load_folder(path, task, seed, image_size=image_size)
-    suffix = path.suffix.lower()
-    if suffix == ".npz":
-        return load_npz(path, task, seed)
-    if suffix == ".csv":
-        return load_csv(path, task, seed)
-    if suffix == ".txt":
-        if task != "causal-lm":
-            raise ValueError(f"--dataset {spec}: a .txt file is text for --task causal-lm; got --task {task}")
-        return load_text(path, seed, block_size=block_size or 256)
-    raise ValueError(f"--dataset {spec}: unsupported file type {suffix!r}; expected .npz, .csv, .txt or a folder")
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Checks (before any training) and normalisation
-# ----------------------------------------------------------------------------------------------------------------
-
-def check_splits(task: str, splits: DatasetSplits, num_labels: int | None = None) -> None:
-    """Raise ValueError, before training starts, for anything that would fail later or silently train wrong:
-    empty splits, a missing input or label, inconsistent channels (input_dim), labels outside num_labels,
-    NaN/inf inputs, token ids outside the vocabulary."""
-    for name in ("train", "eval", "test"):
-        if not getattr(splits, name):
-            raise ValueError(f"empty dataset: the {name} split has no examples")
-    if task == "causal-lm" and splits.vocab_size != BYT5_VOCAB_SIZE:
-        raise ValueError(f"causal-lm datasets must use ByT5 ids (byte + 3) with vocab_size={BYT5_VOCAB_SIZE} "
-                         f"(the tokenizer saved with the model); got vocab_size={splits.vocab_size}")
-    key = "input_ids" if task == "causal-lm" else "input_values"
-    regression_shape = None
-    for name in ("train", "eval", "test"):
-        for i, ex in enumerate(getattr(splits, name)):
-            where = f"{name} example {i}"
-            if key not in ex:
-                raise ValueError(f"{where}: {task} needs {key!r}; got keys {sorted(ex)}")
-            x = np.asarray(ex[key])
-            if task == "causal-lm":
-                if x.ndim != 1 or x.dtype.kind not in "iu" or len(x) < 2:
-                    raise ValueError(f"{where}: input_ids must be integers of shape (L,), L >= 2; got {x.dtype} "
-                                     f"{x.shape}")
-                if x.min() < 0 or x.max() >= splits.vocab_size:
-                    raise ValueError(f"{where}: token id {int(x.max())} outside vocab_size={splits.vocab_size}")
-                continue
-            if x.ndim != 2 or x.shape[0] < 1:
-                raise ValueError(f"{where}: input_values must have shape (L, C); got {x.shape}")
-            if splits.input_dim is not None and x.shape[1] != splits.input_dim:
-                raise ValueError(f"{where}: input_dim mismatch: {x.shape[1]} channels, but the dataset declares "
-                                 f"input_dim={splits.input_dim}")
-            if not np.all(np.isfinite(x)):
-                raise ValueError(f"{where}: input_values contain NaN or inf")
-            if "labels" not in ex:
-                raise ValueError(f"{where}: labels missing; {task} needs a label for every example")
-            y = ex["labels"]
-            if task == "time-series-regression":
-                shape = np.shape(y)
-                if regression_shape is None:
-                    regression_shape = shape
-                if shape != regression_shape or len(shape) > 1 or not np.all(np.isfinite(y)):
-                    raise ValueError(f"{where}: regression labels must be finite numbers of one shape "
-                                     f"({regression_shape}); got {y!r}")
-            else:
-                K = num_labels if num_labels is not None else len(splits.id2label or {})
-                if not isinstance(y, (int, np.integer)) or not 0 <= y < K:
-                    raise ValueError(f"{where}: label/num_labels mismatch: label {y!r} is not a class index in "
-                                     f"0..{K - 1} (num_labels={K})")
-    if task == "causal-lm":
-        return
-    if splits.input_dim is None:
-        raise ValueError("the dataset does not declare input_dim (the number of channels)")
-    if task in CLASSIFICATION_TASKS and not splits.id2label:
-        raise ValueError(f"{task} needs the class names (DatasetSplits.id2label)")
-    if task == "audio-classification" and not splits.sampling_rate:
-        raise ValueError("audio-classification needs DatasetSplits.sampling_rate")
-    if task == "image-classification":
-        if splits.image_size is None:
-            raise ValueError("image-classification needs DatasetSplits.image_size = (height, width)")
-        H, W = splits.image_size
-        for name in ("train", "eval", "test"):
-            for i, ex in enumerate(getattr(splits, name)):
-                if ex["input_values"].min() < 0 or ex["input_values"].max() > 1:
-                    raise ValueError(f"{name} example {i}: image pixels must be in [0, 1] (8-bit values / 255, what "
-                                     f"the saved image processor's rescale gives); got values up to "
-                                     f"{float(ex['input_values'].max()):g}")
-        for name in ("train", "eval", "test"):
-            for i, ex in enumerate(getattr(splits, name)):
-                if ex["input_values"].shape[0] != H * W:
-                    raise ValueError(f"{name} example {i}: {ex['input_values'].shape[0]} pixels, expected H*W = "
-                                     f"{H}*{W} = {H * W}")
-
-
-def with_image_size(splits: DatasetSplits) -> DatasetSplits:
-    """Image datasets that leave ``image_size`` None: square images (H = W = sqrt(L)), else a ValueError."""
-    if splits.image_size is not None or not splits.train:
-        return splits
-    length = len(splits.train[0]["input_values"])
-    side = int(round(length ** 0.5))
-    if side * side != length:
-        raise ValueError(f"image-classification: DatasetSplits.image_size is not set and {length} pixels is not a "
-                         "square image; set image_size = (height, width)")
-    return dataclasses.replace(splits, image_size=(side, side))
-
-
-def fit_normalization(task: str, train: list) -> dict:
-    """Normalisation statistics from the TRAIN split only, the ones stored in the saved processor.
-
-    time series: per-channel mean and (population) std over every time step of every train series;
-    images: per-channel mean and std of the [0, 1] pixels; audio: none (each clip is normalised on its own);
-    causal-lm: none.
-    """
-    if task.startswith("time-series") or task == "image-classification":
-        x = np.concatenate([np.asarray(ex["input_values"], dtype=np.float64) for ex in train])
-        mean, std = x.mean(0), x.std(0)
-        std = np.where(std < 1e-8, 1.0, std)  # a constant channel stays centred, not divided by zero
-        return {"mean": mean.astype(np.float32), "std": std.astype(np.float32)}
-    return {}
-
-
-def normalize_input(task: str, x: np.ndarray, stats: dict) -> np.ndarray:
-    """One example's (L, C) input as the processor presents it to the model.
-
-    audio: (x - mean_t x) / sqrt(var_t x + 1e-7) per channel (transformers' zero-mean unit-variance norm);
-    images ([0, 1] pixels) and time series: (x - mean) / std with the train statistics.
-    """
-    x = np.asarray(x, dtype=np.float32)
-    if task == "audio-classification":
-        return ((x - x.mean(0)) / np.sqrt(x.var(0) + 1e-7)).astype(np.float32)
-    if task == "image-classification" or task.startswith("time-series"):
-        return ((x - stats["mean"]) / stats["std"]).astype(np.float32)
-    return x
-
-
-def normalize_splits(task: str, splits: DatasetSplits) -> tuple[DatasetSplits, dict]:
-    """Apply :func:`normalize_input` to every example, with statistics fitted on train; returns (splits, stats)."""
-    if task == "causal-lm":
-        return splits, {}
-    stats = fit_normalization(task, splits.train)
-    apply = lambda examples: [{**ex, "input_values": normalize_input(task, ex["input_values"], stats)}  # noqa: E731
-                              for ex in examples]
-    return dataclasses.replace(splits, train=apply(splits.train), eval=apply(splits.eval),
-                               test=apply(splits.test)), stats

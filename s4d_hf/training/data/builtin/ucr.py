@@ -1,0 +1,156 @@
+"""Time series from the UCR archive, read from the ``.ts`` files inside the sktime 1.2.0 wheel (sktime itself is
+never imported): ``plaid`` (appliance-current classification) and ``tecator`` (NIR spectra -> fat % regression)."""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+
+from ..core import DatasetSplits, quantile_bins, stratified_split
+from .common import PIP_HINTS, DatasetNotInstalledError, as_dir, as_float, as_int, package_dir
+
+PLAID_DESCRIPTION = (
+    "PLAID appliance-current classification from the UCR archive (11 classes, 537 train / 537 test series, "
+    "length 100..1344), read from the sktime 1.2.0 wheel (BSD-3-Clause); UCR data: research use with "
+    "citation (Gao et al. 2014; Dau et al. 2019).")
+TECATOR_DESCRIPTION = (
+    "Tecator meat NIR spectra -> fat % regression (172 train / 43 test spectra, 100 wavelengths "
+    "850-1050 nm), read from the sktime 1.2.0 wheel (BSD-3-Clause); StatLib data, research use with "
+    "citation (Borggaard & Thodberg 1992).")
+
+PLAID_CLASSES = ("air conditioner", "compact fluorescent lamp", "fan", "fridge", "hairdryer", "heater",
+                 "incandescent light bulb", "laptop", "microwave", "vacuum", "washing machine")
+
+
+UCR_CITATION = ("Dau, H. A. et al. The UCR Time Series Archive. IEEE/CAA Journal of Automatica Sinica 6(6), "
+                "2019. https://www.cs.ucr.edu/~eamonn/time_series_data_2018/")
+
+
+PLAID_CITATION = ("Gao, J., Giri, S., Kara, E. C., Bergés, M. PLAID: a public dataset of high-resolution "
+                  "electrical appliance measurements for load identification research. BuildSys 2014. "
+                  "Edited for the UCR archive by Schäfer, P. and Leser, U. (2017). " + UCR_CITATION)
+
+
+TECATOR_CITATION = ("Borggaard, C. and Thodberg, H. H. Optimal Minimal Neural Interpretation of Spectra. "
+                    "Analytical Chemistry 64 (1992), 545-551. Data: StatLib / OpenML 505.")
+
+
+def parse_ts(text: str, source: str = "<string>") -> tuple[list[np.ndarray], list[str], dict]:
+    """Parse the text of a `.ts` file (sktime/UCR/UEA format) without sktime.
+
+    Returns (series, labels, header): series is a list of (L_i, C) float32 arrays (C dimensions separated by ':'
+    in the file; '?' becomes NaN), labels the raw label strings (class names, or regression targets for
+    `@targetLabel true`), header the `@` tags in lower case (`classlabel` -> list of class names or None).
+    Timestamped data (`@timeStamps true`) is not supported and raises ValueError.
+    """
+    header: dict = {}
+    series, labels = [], []
+    in_data = False
+    for line_no, line in enumerate(text.splitlines(), 1):
+        line = line.strip().lstrip("\ufeff")
+        if not line or line.startswith("#"):
+            continue
+        if not in_data:
+            if not line.startswith("@"):
+                raise ValueError(f"{source}:{line_no}: expected an @tag or a comment before @data, got {line[:40]!r}")
+            tag, _, rest = line[1:].partition(" ")
+            tag, words = tag.lower(), rest.split()
+            if tag == "data":
+                in_data = True
+                if header.get("timestamps"):
+                    raise ValueError(f"{source}: @timeStamps true is not supported")
+            elif tag == "classlabel":
+                header[tag] = words[1:] if words and words[0].lower() == "true" else None
+            elif words and words[0].lower() in ("true", "false"):
+                header[tag] = words[0].lower() == "true"
+            else:
+                header[tag] = rest.strip()
+            continue
+        has_label = header.get("classlabel") is not None or header.get("targetlabel", False)
+        fields = line.split(":")
+        if has_label:
+            *fields, label = fields
+            labels.append(label.strip())
+            if header.get("classlabel") is not None and labels[-1] not in header["classlabel"]:
+                raise ValueError(f"{source}:{line_no}: class {labels[-1]!r} is not declared in @classLabel "
+                                 f"{header['classlabel']}")
+        try:
+            dims = [np.array([float(v) if v.strip() != "?" else np.nan for v in f.split(",")], np.float32)
+                    for f in fields]
+        except ValueError as error:
+            raise ValueError(f"{source}:{line_no}: {error}") from None
+        if len({len(d) for d in dims}) != 1:
+            raise ValueError(f"{source}:{line_no}: dimensions have unequal lengths {[len(d) for d in dims]}")
+        if series and dims and len(dims) != series[0].shape[1]:
+            raise ValueError(f"{source}:{line_no}: {len(dims)} dimensions, the first case has {series[0].shape[1]}")
+        series.append(np.stack(dims, axis=1))
+    if not in_data:
+        raise ValueError(f"{source}: no @data section")
+    return series, labels, header
+
+
+def _ts_files(problem: str, data_dir) -> tuple[pathlib.Path, pathlib.Path]:
+    if data_dir is None:
+        data_dir = package_dir("sktime", problem) / "datasets" / "data" / problem
+    data_dir = as_dir("data_dir", data_dir)
+    files = (data_dir / f"{problem}_TRAIN.ts", data_dir / f"{problem}_TEST.ts")
+    for file in files:
+        if not file.is_file():
+            raise DatasetNotInstalledError(
+                f"{file} not found: the {problem} files ship with sktime 1.2.0 (later versions may drop them). "
+                f"Install it with: {PIP_HINTS['sktime']}")
+    return files
+
+
+def _pool_time(x: np.ndarray, factor: int) -> np.ndarray:
+    """(L, C) -> (ceil(L / factor), C) by averaging non-overlapping windows (the last one may be shorter)."""
+    if factor == 1:
+        return x
+    starts = np.arange(0, len(x), factor)
+    return (np.add.reduceat(x, starts, axis=0) / np.diff(np.append(starts, len(x)))[:, None]).astype(np.float32)
+
+
+def load_plaid(seed: int = 0, *, data_dir=None, downsample=1, max_length=None, eval_fraction=0.1) -> DatasetSplits:
+    """UCR PLAID: appliance current, 11 classes, 537 train / 537 test series of 100..1344 steps, (L, 1).
+
+    downsample: average non-overlapping windows of this many steps (e.g. 4 -> lengths 25..336).
+    max_length: keep the first max_length steps (after downsampling) of longer series; the windows start with
+    the switch-on transient, which carries most of the class information.
+    eval_fraction: share of the official training split held out per class as the eval split.
+    """
+    downsample = as_int("downsample", downsample, 1)
+    max_length = as_int("max_length", max_length, 1, allow_none=True)
+    eval_fraction = as_float("eval_fraction", eval_fraction, 0.0, 0.5)
+    splits = {}
+    for split, path in zip(("train", "test"), _ts_files("PLAID", data_dir)):
+        series, labels, _ = parse_ts(path.read_text(encoding="utf-8"), str(path))
+        splits[split] = [{"input_values": _pool_time(x, downsample)[:max_length], "labels": int(y)}
+                         for x, y in zip(series, labels)]
+    kept, held = stratified_split([e["labels"] for e in splits["train"]], eval_fraction, seed)
+    return DatasetSplits(
+        train=[splits["train"][i] for i in kept], eval=[splits["train"][i] for i in held], test=splits["test"],
+        id2label=dict(enumerate(PLAID_CLASSES)), input_dim=1, description=PLAID_DESCRIPTION,
+        license="UCR archive: research use with citation (no formal licence); sktime package BSD-3-Clause",
+        citation=PLAID_CITATION)
+
+
+def load_tecator(seed: int = 0, *, data_dir=None, eval_fraction=0.1) -> DatasetSplits:
+    """Tecator: 100-channel NIR absorbance spectra of meat (850-1050 nm) -> fat %, 172 train / 43 test, (100, 1).
+
+    The "time" axis is wavelength. labels are float fat percentages. eval_fraction of the official training
+    split, stratified by quantile bins of the target, becomes the eval split.
+    """
+    eval_fraction = as_float("eval_fraction", eval_fraction, 0.0, 0.5)
+    splits = {}
+    for split, path in zip(("train", "test"), _ts_files("Tecator", data_dir)):
+        series, targets, _ = parse_ts(path.read_text(encoding="utf-8"), str(path))
+        splits[split] = [{"input_values": x, "labels": float(y)} for x, y in zip(series, targets)]
+    y = np.array([e["labels"] for e in splits["train"]])
+    kept, held = stratified_split(quantile_bins(y), eval_fraction, seed)
+    return DatasetSplits(
+        train=[splits["train"][i] for i in kept], eval=[splits["train"][i] for i in held], test=splits["test"],
+        input_dim=1, description=TECATOR_DESCRIPTION,
+        license="StatLib Tecator data: research use with citation (check the original terms before redistributing "
+                "a model commercially); sktime package BSD-3-Clause",
+        citation=TECATOR_CITATION)
