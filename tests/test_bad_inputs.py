@@ -551,3 +551,283 @@ def test_failing_config_assignment_leaves_the_config_unchanged():
     with pytest.raises(ValueError):
         config.d_model = "16"
     assert config.to_dict() == before
+
+
+# -- the command line ------------------------------------------------------------------------------------------------
+#
+# Each row ``(id, make, code, names)``: ``make(sandbox)`` edits a copy of a prepared sandbox (a tiny .npz data set and
+# a folder shaped like one ``s4d-hf train`` wrote) and returns the ``s4d-hf`` arguments. The command must exit with
+# ``code`` (2: a usage error), print exactly one line on stderr that contains every string in ``names`` (the flag or
+# file), no traceback, and leave every file in the sandbox byte-identical, with nothing new left behind.
+
+
+def tree(root) -> dict:
+    """Every path under ``root`` -> the sha256 of a file's bytes ("dir" for a folder, the target for a link)."""
+    import hashlib
+    import os
+
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, root)
+            if os.path.islink(path):
+                out[rel] = "link:" + os.readlink(path)
+            elif os.path.isdir(path):
+                out[rel] = "dir"
+            else:
+                with open(path, "rb") as f:
+                    out[rel] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+@pytest.fixture(scope="module")
+def cli_base(tmp_path_factory):
+    """data.npz (20 series of 8 steps, 2 channels, 2 classes) and run/: a tiny classifier, its processor,
+    training_args.json and all_results.json, as ``s4d-hf train`` leaves them."""
+    root = tmp_path_factory.mktemp("cli")
+    rng = np.random.default_rng(0)
+    np.savez(root / "data.npz", X=rng.standard_normal((20, 8, 2)).astype(np.float32), y=np.arange(20) % 2)
+    torch.manual_seed(0)
+    S4DForSequenceClassification(S4DConfig(input_dim=2, num_labels=2, **TINY)).save_pretrained(root / "run")
+    S4DTimeSeriesProcessor(feature_size=2).save_pretrained(root / "run")
+    (root / "run" / "training_args.json").write_text(json.dumps(
+        {"task": "time-series-classification", "dataset": "DATA", "command": "s4d-hf train ...", "seed": 0}))
+    (root / "run" / "all_results.json").write_text(json.dumps({"train_runtime": 1.0, "global_step": 1}))
+    return root
+
+
+@pytest.fixture
+def sandbox(cli_base, tmp_path):
+    import shutil
+
+    box = tmp_path / "box"
+    shutil.copytree(cli_base, box)
+    args = box / "run" / "training_args.json"
+    args.write_text(args.read_text().replace("DATA", str(box / "data.npz")))
+    return box
+
+
+def s4d_hf(*args) -> int:
+    """``s4d-hf ARGS`` in this process (a fresh accelerate state: it is a per-process singleton)."""
+    from accelerate.state import AcceleratorState
+
+    from s4d_hf_cli import main
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    try:
+        return main([str(a) for a in args])
+    except SystemExit as e:  # argparse refuses a flag value
+        return e.code
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def edit(path, text=None, cut=None, json_changes=None):
+    """Overwrite a file with ``text``, cut it to its first ``cut`` bytes, or change keys of its JSON."""
+    if text is not None:
+        path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    elif cut is not None:
+        path.write_bytes(path.read_bytes()[:cut])
+    else:
+        data = json.loads(path.read_text())
+        for key, value in json_changes.items():
+            if value is None:
+                data.pop(key, None)
+            else:
+                data[key] = value
+        path.write_text(json.dumps(data))
+    return path
+
+
+def train(*args, data="data.npz"):
+    """``s4d-hf train`` of a tiny model on ``data``, with ``args`` appended (the case's bad part)."""
+    def make(box):
+        return ["train", "--task", "time-series-classification", "--dataset", box / data, "--output-dir",
+                box / "out", "--max-steps", 1, "--no-progress", "--d-model", 8, "--n-layers", 1, "--d-state", 4,
+                *[box / a[4:] if isinstance(a, str) and a.startswith("BOX/") else a for a in args]]
+    return make
+
+
+def with_files(make, **files):
+    """``make`` after ``files`` (name -> a function of the file's path) edited the sandbox."""
+    def run(box):
+        for name, change in files.items():
+            change(box / name.replace("__", "/").replace("_DOT_", "."))
+        return make(box)
+    return run
+
+
+def command(*args):
+    return lambda box: [box / a[4:] if isinstance(a, str) and a.startswith("BOX/") else a for a in args]
+
+
+def truncated_safetensors(path):
+    return edit(path, cut=path.stat().st_size - 64)
+
+
+def second_run(change):
+    """For :func:`with_files`: a copy of run/ at the given path, changed by ``change(folder)``."""
+    def make(path):
+        import shutil
+
+        shutil.copytree(path.parent / "run", path)
+        change(path)
+    return make
+
+
+F1 = "f1_state_dict.pt"  # a reference checkpoint in tests/fixtures
+
+
+def convert(*args, src=None):
+    def make(box):
+        from conftest import FIXTURES
+
+        source = FIXTURES / F1 if src is None else box / src
+        return ["convert", source, box / "converted", *[box / a[4:] if str(a).startswith("BOX/") else a
+                                                         for a in args]]
+    return make
+
+
+CLI_CASES = [
+    # train: flag values (refused as they are parsed)
+    ("train_batch_size_0", train("--batch-size", 0), 2, ["--batch-size", "integer >= 1"]),
+    ("train_lr_negative", train("--lr", -1), 2, ["--lr", ">= 0"]),
+    ("train_lr_nan", train("--lr", "nan"), 2, ["--lr", "finite"]),
+    ("train_grad_accum_0", train("--grad-accum", 0), 2, ["--grad-accum"]),
+    ("train_epochs_0", train("--epochs", 0), 2, ["--epochs", "> 0"]),
+    ("train_max_steps_negative", train("--max-steps", -5), 2, ["--max-steps"]),
+    ("train_eval_batch_size_0", train("--eval-batch-size", 0), 2, ["--eval-batch-size"]),
+    ("train_d_model_0", train("--d-model", 0), 2, ["--d-model"]),
+    ("train_dropout_above_1", train("--dropout", 1.5), 2, ["--dropout", "< 1"]),
+    ("train_warmup_negative", train("--warmup", -0.1), 2, ["--warmup"]),
+    ("train_seed_negative", train("--seed", -1), 2, ["--seed"]),
+    ("train_image_size_0", train("--image-size", "0x28"), 2, ["--image-size", "HxW"]),
+    ("train_mask_ratio_1", train("--spt-mask-ratio", 1), 2, ["--spt-mask-ratio"]),
+    ("train_dataset_option_without_value", train("--dataset-option", "novalue"), 2, ["--dataset-option", "KEY=VALUE"]),
+    # train: data files and model folders
+    ("train_truncated_npz", with_files(train(), data_DOT_npz=lambda p: edit(p, cut=300)), 2, ["--dataset", "data.npz"]),
+    ("train_npz_that_is_text", with_files(train(), data_DOT_npz=lambda p: edit(p, text="X,y\n1,2\n")), 2,
+     ["--dataset", "data.npz", ".npz"]),
+    ("train_missing_data_file", train(data="nothing.npz"), 2, ["--dataset", "nothing.npz", "no such file"]),
+    ("train_csv_with_text_cells", with_files(train(data="bad.csv"), bad_DOT_csv=lambda p: edit(
+        p, text="label,t0,t1\n0,1.0,abc\n1,2.0,3.0\n")), 2, ["--dataset", "bad.csv"]),
+    ("train_csv_not_utf8", with_files(train(data="bad.csv"), bad_DOT_csv=lambda p: edit(p, text=b"\xff\xfe\x00\x81")),
+     2, ["--dataset", "bad.csv", "UTF-8"]),
+    ("train_model_folder_missing", train("--model", "BOX/nothing"), 2, ["--model", "nothing"]),
+    ("train_model_config_string_for_int", with_files(train("--model", "BOX/run"), run__config_DOT_json=lambda p: edit(
+        p, json_changes={"d_model": "8"})), 2, ["config.json", "d_model"]),
+    ("train_model_truncated_weights", with_files(train("--model", "BOX/run"),
+                                                 run__model_DOT_safetensors=truncated_safetensors), 2,
+     ["model.safetensors"]),
+    ("train_init_from_without_config", with_files(train("--init-from", "BOX/run"),
+                                                  run__config_DOT_json=lambda p: p.unlink()), 2,
+     ["config.json", "no such file"]),
+    ("train_foreign_output_dir", with_files(train("--overwrite"), out__thesis_DOT_tex=lambda p: (
+        p.parent.mkdir(), p.write_text("mine"))), 2, ["--output-dir", "out"]),
+    # evaluate
+    ("evaluate_max_samples_negative", command("evaluate", "BOX/run", "--max-samples", -1), 2, ["--max-samples"]),
+    ("evaluate_max_samples_0", command("evaluate", "BOX/run", "--max-samples", 0), 2, ["--max-samples"]),
+    ("evaluate_sampling_rate_0", command("evaluate", "BOX/run", "--sampling-rate", 0), 2, ["--sampling-rate"]),
+    ("evaluate_missing_folder", command("evaluate", "BOX/nothing"), 2, ["nothing", "no such folder"]),
+    ("evaluate_truncated_weights", with_files(command("evaluate", "BOX/run"),
+                                              run__model_DOT_safetensors=truncated_safetensors), 2,
+     ["model.safetensors", "not a complete safetensors file"]),
+    ("evaluate_config_string_for_int", with_files(command("evaluate", "BOX/run"), run__config_DOT_json=lambda p: edit(
+        p, json_changes={"n_layers": "1"})), 2, ["config.json", "n_layers"]),
+    ("evaluate_config_not_json", with_files(command("evaluate", "BOX/run"), run__config_DOT_json=lambda p: edit(
+        p, text="{broken")), 2, ["config.json", "not valid JSON"]),
+    ("evaluate_training_args_not_json", with_files(command("evaluate", "BOX/run"),
+                                                   run__training_args_DOT_json=lambda p: edit(p, text="[1, 2")), 2,
+     ["training_args.json", "not valid JSON"]),
+    ("evaluate_training_args_without_dataset", with_files(command("evaluate", "BOX/run"),
+                                                          run__training_args_DOT_json=lambda p: edit(
+                                                              p, json_changes={"dataset": None})), 2,
+     ["training_args.json", "dataset"]),
+    ("evaluate_training_args_a_list", with_files(command("evaluate", "BOX/run"),
+                                                 run__training_args_DOT_json=lambda p: edit(p, text="[]")), 2,
+     ["training_args.json", "JSON object"]),
+    ("evaluate_no_training_args", with_files(command("evaluate", "BOX/run"),
+                                             run__training_args_DOT_json=lambda p: p.unlink()), 2,
+     ["training_args.json"]),
+    ("evaluate_run_data_truncated", with_files(command("evaluate", "BOX/run"),
+                                               data_DOT_npz=lambda p: edit(p, cut=200)), 2,
+     ["training_args.json", "data.npz"]),
+    ("evaluate_other_dataset_truncated", with_files(command("evaluate", "BOX/run", "--dataset", "BOX/other.npz"),
+                                                    other_DOT_npz=lambda p: edit(p, text=b"PK\x03\x04 cut")), 2,
+     ["--dataset", "other.npz"]),
+    # release
+    ("release_extra_rate_0", command("release", "BOX/run", "--extra", "rate:0"), 2, ["--extra", "rate:0"]),
+    ("release_extra_unknown", command("release", "BOX/run", "--extra", "synthetic"), 2, ["--extra", "synthetic"]),
+    ("release_methods_missing", command("release", "BOX/run", "--methods", "BOX/nothing.json"), 2,
+     ["--methods", "nothing.json"]),
+    ("release_methods_not_json", with_files(command("release", "BOX/run", "--methods", "BOX/m.json"),
+                                            m_DOT_json=lambda p: edit(p, text="rows:")), 2, ["--methods", "m.json"]),
+    ("release_methods_without_rows", with_files(command("release", "BOX/run", "--methods", "BOX/m.json"),
+                                                m_DOT_json=lambda p: edit(p, text="{}")), 2, ["--methods", "rows"]),
+    ("release_training_args_without_command", with_files(command("release", "BOX/run"),
+                                                         run__training_args_DOT_json=lambda p: edit(
+                                                             p, json_changes={"command": None})), 2,
+     ["training_args.json", "command"]),
+    ("release_no_all_results", with_files(command("release", "BOX/run"),
+                                          run__all_results_DOT_json=lambda p: p.unlink()), 2, ["all_results.json"]),
+    ("release_truncated_weights", with_files(command("release", "BOX/run", "--baseline-only"),
+                                             run__model_DOT_safetensors=truncated_safetensors), 2,
+     ["model.safetensors"]),
+    # convert
+    ("convert_missing_src", convert(src="nothing.pt"), 2, ["nothing.pt"]),
+    ("convert_src_not_a_checkpoint", convert(src="data.npz"), 2, ["data.npz", "not a readable PyTorch checkpoint"]),
+    ("convert_l_max_0", convert("--l-max", 0), 2, ["--l-max"]),
+    ("convert_num_labels_0", convert("--num-labels", 0), 2, ["--num-labels"]),
+    ("convert_tolerance_negative", convert("--tolerance", -1), 2, ["--tolerance"]),
+    ("convert_tolerance_inf", convert("--tolerance", "inf"), 2, ["--tolerance"]),
+    ("convert_missing_config", convert("--config", "BOX/nothing.yaml"), 2, ["--config", "nothing.yaml"]),
+    ("convert_existing_out", with_files(convert(), converted__keep_DOT_txt=lambda p: (
+        p.parent.mkdir(), p.write_text("mine"))), 2, ["converted", "--overwrite"]),
+    # push (no token anywhere: see test_cli_bad_inputs)
+    ("push_without_a_token", command("push", "BOX/run", "--repo-id", "me/s4d"), 2, ["token", "--token"]),
+    ("push_bad_repo_id", command("push", "BOX/run", "--repo-id", "not a repo", "--token", "x"), 2,
+     ["--repo-id", "not a repo"]),
+    ("push_missing_folder", command("push", "BOX/nothing", "--repo-id", "me/s4d", "--token", "x"), 2,
+     ["nothing", "no such folder"]),
+    ("push_pickle_in_folder", with_files(command("push", "BOX/run", "--repo-id", "me/s4d", "--token", "x"),
+                                         run__pytorch_model_DOT_bin=lambda p: p.write_bytes(b"\x80\x04N.")), 2,
+     ["pytorch_model.bin"]),
+    # remote-code (every folder is checked before any is changed)
+    ("remote_code_missing_folder", command("remote-code", "BOX/nothing"), 2, ["nothing", "no such folder"]),
+    ("remote_code_no_config", with_files(command("remote-code", "BOX/run"), run__config_DOT_json=lambda p: p.unlink()),
+     2, ["run", "no config.json"]),
+    ("remote_code_config_not_json", with_files(command("remote-code", "BOX/run"), run__config_DOT_json=lambda p: edit(
+        p, text="{")), 2, ["config.json", "not valid JSON"]),
+    ("remote_code_not_s4d", with_files(command("remote-code", "BOX/run"), run__config_DOT_json=lambda p: edit(
+        p, json_changes={"model_type": "bert"})), 2, ["config.json", "bert"]),
+    ("remote_code_bad_second_folder", with_files(command("remote-code", "BOX/run", "BOX/run2"), run2=second_run(
+        lambda f: edit(f / "preprocessor_config.json", text="{oops"))), 2,
+     ["run2", "preprocessor_config.json"]),
+]
+
+
+@pytest.mark.parametrize("make, code, names", rows(CLI_CASES), ids=ids(CLI_CASES))
+def test_cli_bad_inputs(make, code, names, sandbox, capsys, monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)  # no stored login either
+    argv = make(sandbox)
+    before = tree(sandbox)
+    rc = s4d_hf(*argv)
+    err = capsys.readouterr().err.strip()
+    assert rc == code, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"s4d-hf {argv[0]}: error: ") and "Traceback" not in err, err
+    for name in names:
+        assert str(name) in lines[0], (name, lines[0])
+    after = tree(sandbox)
+    assert sorted(set(after) - set(before)) == [], "left behind"
+    assert sorted(set(before) - set(after)) == [], "removed"
+    assert [k for k in before if before[k] != after[k]] == [], "changed"
+
+
+def test_cli_debug_flag_shows_the_traceback(sandbox):
+    with pytest.raises(ValueError, match="no such folder"):
+        s4d_hf("--debug", "evaluate", sandbox / "nothing")

@@ -1,5 +1,6 @@
-"""`s4d-hf convert` refuses what it cannot convert faithfully or safely: exit code 1, one line on stderr naming the
-reason (and the flag to pass, where one helps), no traceback, and no folder left behind."""
+"""`s4d-hf convert` refuses what it cannot convert faithfully or safely: exit code 2 (a usage error; 1 when the
+conversion ran and its verification or the write failed), one line on stderr naming the reason (and the flag to
+pass, where one helps), no traceback, and no folder left behind."""
 
 import os
 
@@ -12,13 +13,13 @@ from s4d_hf.cli import main
 from conftest import FIXTURES, load_npz
 
 
-def refuse(capsys, tmp_path, src, *args, out=None) -> str:
-    """Run a conversion that must be refused; return its one-line error message."""
+def refuse(capsys, tmp_path, src, *args, out=None, code=2) -> str:
+    """Run a conversion that must be refused with exit code ``code``; return its one-line error message."""
     before = set(os.listdir(tmp_path))
     out = out or tmp_path / "out"
     rc = main(["convert", str(src), str(out), *map(str, args)])
     captured = capsys.readouterr()
-    assert rc == 1, captured.out
+    assert rc == code, captured.out + captured.err
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("s4d-hf convert: error: "), captured.err
     assert set(os.listdir(tmp_path)) == before, "a folder or temp file was left behind"
@@ -191,7 +192,7 @@ def test_existing_out_needs_overwrite(tmp_path, capsys):
 
 
 def test_failed_verification_writes_nothing_unless_forced(tmp_path, capsys):
-    message = refuse(capsys, tmp_path, FIXTURES / "f1_state_dict.pt", "--tolerance", "0")
+    message = refuse(capsys, tmp_path, FIXTURES / "f1_state_dict.pt", "--tolerance", "0", code=1)
     assert "verification failed" in message and "--force" in message
     assert main(["convert", str(FIXTURES / "f1_state_dict.pt"), str(tmp_path / "out"), "--tolerance", "0",
                  "--force"]) == 0
@@ -206,5 +207,6 @@ def test_a_failure_while_writing_leaves_no_partial_folder(tmp_path, capsys, monk
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(pipeline, "write_model_card", broken_card)
-    message = refuse(capsys, tmp_path, FIXTURES / "f1_state_dict.pt", out=tmp_path / "new" / "deeper" / "out")
+    message = refuse(capsys, tmp_path, FIXTURES / "f1_state_dict.pt", out=tmp_path / "new" / "deeper" / "out",
+                     code=1)
     assert "RuntimeError: disk full" in message  # the parents it created are removed too

@@ -324,7 +324,7 @@ def test_push_refuses_incomplete_folder(checkpoint, tmp_path, capsys, no_upload,
     folder = _copy(checkpoint, tmp_path)
     change(folder)
     rc, out, err = _push(folder, capsys)
-    assert rc == 1
+    assert rc == 2  # a refused folder is a usage error
     assert "FAIL" in out
     lines = err.strip().splitlines()
     assert lines[-1].startswith("s4d-hf push: error: ") and reason in lines[-1], err
@@ -350,7 +350,7 @@ def test_push_refuses_to_upload_in_offline_mode(checkpoint, capsys, no_upload, m
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     rc, out, err = _push(checkpoint[0], capsys)
-    assert rc == 1 and err.strip().splitlines()[-1] == "s4d-hf push: error: HF_HUB_OFFLINE is set: unset it (or " \
+    assert rc == 2 and err.strip().splitlines()[-1] == "s4d-hf push: error: HF_HUB_OFFLINE is set: unset it (or " \
         "set it to 0) to upload"
     assert no_upload == []
 

@@ -17,7 +17,8 @@ import pytest
 ROOT = pathlib.Path(__file__).parent.parent
 HEAVY = ["transformers.modeling_utils", "transformers.pipelines", "transformers.processing_utils",
          "s4d_hf.modeling.modeling_s4d", "s4d_hf.modeling.ssm_s4d", "s4d_hf.pipelines",
-         "s4d_hf.processing.image_processing_s4d", "s4d_hf.processing.tokenization_s4d", "s4d_hf.streaming", "s4d_hf.train", "s4d_hf.training", "s4d_hf.hub", "s4d_hf.conversion"]
+         "s4d_hf.processing.image_processing_s4d", "s4d_hf.processing.tokenization_s4d", "s4d_hf.streaming", "s4d_hf.train",
+         "s4d_hf.cli", "s4d_hf.training", "s4d_hf.hub", "s4d_hf.conversion"]
 
 
 def python(code: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -116,11 +117,12 @@ def test_help_imports_no_sub_command():
     assert not {m for m in help_all if m.startswith(("s4d_hf", "torch", "transformers"))}, \
         "s4d-hf --help must not import s4d_hf (its import registers with transformers, which imports torch)"
     help_evaluate = modules_imported("evaluate", "--help")
-    assert "s4d_hf.hub.evaluation" in help_evaluate
+    assert {"s4d_hf.cli.evaluate", "s4d_hf.hub.evaluation"} <= help_evaluate
     # no other sub-command's module (evaluate reads the data and computes the metrics with the training package's
     # data and metric modules, but never imports the training run itself)
-    other_commands = {"s4d_hf.train", "s4d_hf.training.tasks", "s4d_hf.training.job", "s4d_hf.training.trainer_backend",
-                      "s4d_hf.training.accelerate_backend", "s4d_hf.conversion", "s4d_hf.hub.push",
+    other_commands = {"s4d_hf.train", "s4d_hf.cli.train", "s4d_hf.cli.push", "s4d_hf.cli.release",
+                      "s4d_hf.cli.convert", "s4d_hf.cli.remote_code", "s4d_hf.training.tasks", "s4d_hf.training.job",
+                      "s4d_hf.training.trainer_backend", "s4d_hf.training.accelerate_backend", "s4d_hf.conversion", "s4d_hf.hub.push",
                       "s4d_hf.hub.release"}
     assert not help_evaluate & other_commands, help_evaluate & other_commands
     assert not {m for m in help_evaluate if m.startswith("s4d_hf.conversion")}

@@ -10,12 +10,11 @@ PACKAGE = ROOT / "s4d_hf"
 # (importing module, imported module) -> why the import waits until a function runs. "*" = any module.
 LAZY_IMPORTS = {
     ("s4d_hf", "*"): "the package's deferred registration with transformers (register_all, see s4d_hf/__init__.py)",
-    ("s4d_hf.cli", "s4d_hf"): "the info command reads the package's version and names (PEP 562 lazy names)",
     ("s4d_hf.hub.push", "s4d_hf"): "the checks use the package's lazily imported model classes (PEP 562)",
     ("s4d_hf.hub.push", "s4d_hf.hub.cards"): "count_parameters, only when the weights check runs",
-    ("s4d_hf.conversion.cli", "s4d_hf.conversion"): "`s4d-hf convert --help` does not import the converter",
-    ("s4d_hf.train", "s4d_hf.training.trainer_backend"): "only the --backend chosen is imported (Trainer)",
-    ("s4d_hf.train", "s4d_hf.training.accelerate_backend"): "only the --backend chosen is imported (Accelerate)",
+    # the commands moved from library modules into s4d_hf/cli/ (one module per command, issue 14)
+    ("s4d_hf.cli.train", "s4d_hf.training.trainer_backend"): "only the --backend chosen is imported (Trainer)",
+    ("s4d_hf.cli.train", "s4d_hf.training.accelerate_backend"): "only the --backend chosen is imported (Accelerate)",
     ("s4d_hf.training.output", "s4d_hf.processing"): "optional: without it the folder is written without a "
                                                      "processor, and its card says so",
 }
@@ -92,8 +91,8 @@ def test_the_graph_sees_relative_absolute_and_function_level_imports():
     edges, lazy = import_graph()
     assert "s4d_hf.training.data.core" in edges["s4d_hf.training.data.user_files"]  # from .core import ...
     assert "s4d_hf.staging" in edges["s4d_hf.hub.cards"]  # from ..staging import ...
-    assert "s4d_hf.training.tasks" in edges["s4d_hf.train"]  # from s4d_hf.training.tasks import ...
-    assert ("s4d_hf.train", "s4d_hf.training.trainer_backend") in {(m, t) for m, t, _ in lazy}
+    assert "s4d_hf.training.tasks" in edges["s4d_hf.cli.train"]  # from s4d_hf.training.tasks import ...
+    assert ("s4d_hf.cli.train", "s4d_hf.training.trainer_backend") in {(m, t) for m, t, _ in lazy}
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
 
 

@@ -63,7 +63,7 @@ def test_release_writes_a_card_that_evaluate_and_push_agree_with(trained, capsys
 
 
 def test_evaluate_refuses_a_folder_without_training_args(tmp_path, capsys):
-    assert cli(["evaluate", str(tmp_path)]) == 1
+    assert cli(["evaluate", str(tmp_path)]) == 2  # a usage error
     assert "training_args.json" in capsys.readouterr().err
 
 
@@ -84,5 +84,5 @@ def test_release_copies_only_this_datasets_method_comparisons_into_the_card(trai
     assert "legs: 0.625 ± 0 / legs-ptd: 0.75 ± 0" in card
     assert "scratch: 0.5 ± 0 / spt-then-fine-tune: 0.875 ± 0" in card and "40 (after 20 SPT steps)" in card
     assert "0.0123" not in card and f"benchmarks/methods.py ptd --datasets {dataset}" in card
-    assert cli(["release", str(trained), "--methods", str(tmp_path / "missing.json")]) == 1
+    assert cli(["release", str(trained), "--methods", str(tmp_path / "missing.json")]) == 2
     assert "--methods" in capsys.readouterr().err

@@ -122,4 +122,4 @@ def test_cli_entry_point_lists_train():
     from s4d_hf.cli import build_parser
 
     args = build_parser().parse_args(["train", "--task", "causal-lm", "--dataset", "x.txt", "--output-dir", "o"])
-    assert args._module == "s4d_hf.train" and args.backend == "trainer" and args.lr == 1e-2
+    assert args._module == "s4d_hf.cli.train" and args.backend == "trainer" and args.lr == 1e-2

@@ -64,6 +64,28 @@ def refused(tmp_path, capsys, *args, names):
     return err
 
 
+def make_training_fail(monkeypatch):
+    """Training that fails after the folders were set up (every bad flag value is refused before that)."""
+    import s4d_hf.training.trainer_backend as backend
+
+    def fail(job):
+        raise ValueError("batch_size: a failure in the middle of training")
+
+    monkeypatch.setattr(backend, "train", fail)
+
+
+@pytest.fixture
+def failing_training(monkeypatch):
+    make_training_fail(monkeypatch)
+
+
+def fails_while_running(capsys, *args):
+    """The run fails after its folders were set up: exit code 1 and one line naming the error."""
+    assert train_cli(*args) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "batch_size" in err, err
+
+
 @pytest.fixture
 def data(tmp_path):
     return make_level_npz(tmp_path / "levels.npz", n=20)
@@ -133,20 +155,18 @@ def test_foreign_files_in_an_own_output_folder_make_it_foreign(tmp_path, capsys,
     refused(tmp_path, capsys, "--dataset", data, "--output-dir", out, "--overwrite", names=[out])
 
 
-def test_empty_checkpoint_dir_is_used_and_a_failing_run_leaves_it_empty(tmp_path, data):
+def test_empty_checkpoint_dir_is_used_and_a_failing_run_leaves_it_empty(tmp_path, capsys, data, failing_training):
     empty = tmp_path / "ckpt"
     empty.mkdir()
     before = snapshot(tmp_path)
-    with pytest.raises(ValueError, match="batch_size"):  # a bad flag value that only the data loader detects
-        train_cli(*COMMON, "--dataset", data, "--output-dir", tmp_path / "out", "--checkpoint-dir", empty,
-                  "--batch-size", 0)
+    fails_while_running(capsys, *COMMON, "--dataset", data, "--output-dir", tmp_path / "out", "--checkpoint-dir",
+                        empty)
     assert_unchanged(tmp_path, before)
 
 
-def test_failing_run_leaves_no_folder(tmp_path, data):
+def test_failing_run_leaves_no_folder(tmp_path, capsys, data, failing_training):
     before = snapshot(tmp_path)
-    with pytest.raises(ValueError, match="batch_size"):
-        train_cli(*COMMON, "--dataset", data, "--output-dir", tmp_path / "new" / "out", "--batch-size", 0)
+    fails_while_running(capsys, *COMMON, "--dataset", data, "--output-dir", tmp_path / "new" / "out")
     assert_unchanged(tmp_path, before)  # no out-checkpoints/, not even the new parent folder
 
 
@@ -155,22 +175,19 @@ def test_bad_data_file_leaves_no_folder(tmp_path):
     (tmp_path / "cut.npz").write_bytes(whole[: len(whole) // 2])
     (tmp_path / "whole.npz").unlink()
     before = snapshot(tmp_path)
-    try:
-        rc = train_cli(*COMMON, "--dataset", tmp_path / "cut.npz", "--output-dir", tmp_path / "out")
-    except Exception:  # (a one-line error for it is another part of issue 13)
-        rc = None
-    assert rc != 0
+    assert train_cli(*COMMON, "--dataset", tmp_path / "cut.npz", "--output-dir", tmp_path / "out") == 2
     assert_unchanged(tmp_path, before)
 
 
-def test_overwrite_of_own_checkpoints_is_undone_when_the_run_fails(tmp_path, data):
+def test_overwrite_of_own_checkpoints_is_undone_when_the_run_fails(tmp_path, capsys, data, monkeypatch):
     out = tmp_path / "out"
     assert train_cli(*COMMON, "--dataset", data, "--output-dir", out, "--interrupt-after-steps", 1) == 130
     work = tmp_path / "out-checkpoints"
     assert (work / RUN_MARKER).is_file() and (work / "checkpoint-1").is_dir() and not out.exists()
     before = snapshot(tmp_path)
-    with pytest.raises(ValueError, match="batch_size"):
-        train_cli(*COMMON, "--dataset", data, "--output-dir", out, "--overwrite", "--batch-size", 0)
+    make_training_fail(monkeypatch)
+    capsys.readouterr()  # the first run's interruption lines
+    fails_while_running(capsys, *COMMON, "--dataset", data, "--output-dir", out, "--overwrite")
     assert_unchanged(tmp_path, before)  # the earlier run's checkpoints are back, byte for byte
 
 

@@ -1,4 +1,5 @@
-"""``s4d-hf evaluate FOLDER``: recompute a checkpoint's test metrics from the folder alone.
+"""Recompute a checkpoint's test metrics from the folder alone (what ``s4d-hf evaluate FOLDER`` runs, see
+:mod:`s4d_hf.cli.evaluate`).
 
 The folder's ``training_args.json`` names the dataset, its options and the seed the run used; the test split is
 re-made from that, in raw units (waveforms, pixels, raw series, text bytes), and goes through the folder's OWN
@@ -15,7 +16,6 @@ The metrics are computed by :class:`s4d_hf.training.task_metrics.TaskMetrics`, t
 Progress goes to stderr (:func:`note`, :func:`progress`): a tqdm bar on a terminal, plain lines in a log file.
 """
 
-import argparse
 import contextlib
 import json
 import sys
@@ -24,13 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from s4d_hf.cli_options import KeyValues, key_value
 from s4d_hf.processing.feature_extraction_s4d import resample
 from s4d_hf.training.data.core import data_seed
+from s4d_hf.training.data.hf_datasets import hf_dataset_options
 from s4d_hf.training.data.loading import load_dataset_spec
 from s4d_hf.training.task_metrics import TaskMetrics
 
 BATCH = 32
+RUN_KEYS = ("task", "dataset")  # what training_args.json must name to re-make the test split
 PLAIN_PROGRESS_EVERY = 15.0  # seconds between two progress lines when stderr is not a terminal
 
 
@@ -87,31 +88,6 @@ def plain_output_when_logged():
             logging.enable_progress_bar()
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("folder", help="a checkpoint folder written by `s4d-hf train`")
-    parser.add_argument("--dataset", help="evaluate on this dataset SPEC instead of the run's own test split")
-    parser.add_argument("--dataset-option", action=KeyValues, type=key_value, metavar="KEY=VALUE",
-                        help="options of the built-in --dataset (repeatable)")
-    parser.add_argument("--split", default="test", choices=("test", "eval"), help="[test]")
-    parser.add_argument("--sampling-rate", type=int, help="audio: resample the clips to this rate before the processor")
-    parser.add_argument("--rate-policy", choices=("rate", "resample"), help="audio: override the processor's policy")
-    parser.add_argument("--max-samples", type=int, help="evaluate on the first N examples only")
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        with plain_output_when_logged():
-            metrics = evaluate_folder(args.folder, dataset=args.dataset,
-                                      dataset_options=args.dataset_option, split=args.split,
-                                      sampling_rate=args.sampling_rate, rate_policy=args.rate_policy,
-                                      max_samples=args.max_samples)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"s4d-hf evaluate: error: {e}", file=sys.stderr)
-        return 1
-    print(json.dumps(metrics, sort_keys=True))
-    return 0
-
-
 def evaluate_folder(folder, dataset: str | None = None, dataset_options: dict | None = None, split: str = "test",
                     sampling_rate: int | None = None, rate_policy: str | None = None,
                     max_samples: int | None = None, run: tuple | None = None) -> dict[str, float]:
@@ -120,6 +96,8 @@ def evaluate_folder(folder, dataset: str | None = None, dataset_options: dict | 
     run: the folder's ``run_splits(folder)`` when the caller already has it (the run's own data is not reloaded).
     """
     folder = Path(folder)
+    if max_samples is not None and max_samples < 1:
+        raise ValueError(f"max_samples must be a positive integer (or None for all); got {max_samples}")
     if dataset is None:
         run_args, splits = run if run is not None else run_splits(folder)
     else:
@@ -148,7 +126,17 @@ def read_run_args(folder) -> dict:
     path = Path(folder) / "training_args.json"
     if not path.is_file():
         raise FileNotFoundError(f"{folder} has no training_args.json: this needs a folder written by s4d-hf train")
-    return json.loads(path.read_text())
+    try:
+        run_args = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:  # also UnicodeDecodeError
+        raise ValueError(f"{path}: not valid JSON ({' '.join(str(e).split())})") from None
+    if not isinstance(run_args, dict):
+        raise ValueError(f"{path}: expected a JSON object (the arguments of s4d-hf train), got "
+                         f"{type(run_args).__name__}")
+    missing = [key for key in RUN_KEYS if not isinstance(run_args.get(key), str)]
+    if missing:
+        raise ValueError(f"{path}: expected the keys {list(RUN_KEYS)} as strings; missing or wrong: {missing}")
+    return run_args
 
 
 def run_splits(folder) -> tuple[dict, object]:
@@ -158,7 +146,8 @@ def run_splits(folder) -> tuple[dict, object]:
     extra = {k: (tuple(run_args[k]) if k == "image_size" else run_args[k])
              for k in ("block_size", "image_size") if run_args.get(k)}
     splits = load_dataset_spec(run_args["dataset"], run_args["task"], seed=data_seed(run_args),
-                               builtin_options=dict(run_args.get("dataset_option") or {}), **extra)
+                               builtin_options=dict(run_args.get("dataset_option") or {}),
+                               dataset_args=hf_dataset_options(run_args), **extra)
     return run_args, splits
 
 

@@ -1,5 +1,5 @@
-"""``s4d-hf push FOLDER --repo-id NAME [--private] [--dry-run] [--token TOKEN]``: check a checkpoint folder, then
-upload it to the Hugging Face Hub (``HfApi.create_repo`` + ``upload_folder``).
+"""Check a checkpoint folder, then upload it to the Hugging Face Hub (``HfApi.create_repo`` + ``upload_folder``):
+:func:`push_folder`, what ``s4d-hf push FOLDER --repo-id NAME`` runs (:mod:`s4d_hf.cli.push`).
 
 Checks, each printed as it runs (the upload starts only when all pass):
 
@@ -16,32 +16,21 @@ Checks, each printed as it runs (the upload starts only when all pass):
 The token (``--token``, else ``HF_TOKEN`` or the stored login) is never printed: any error text is scrubbed of it.
 """
 
-import argparse
 import glob
 import json
 import re
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json", "tokenizer_config.json", "tokenizer.json")
 CARD_FIELDS = ("library_name", "pipeline_tag", "license")
+REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
+COMMIT_MESSAGE = "Upload S4D checkpoint with s4d-hf"
 
 
-class CheckFailed(Exception):
+class CheckFailed(ValueError):
     """A folder check failed; the message is the one-line reason."""
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("folder", help="checkpoint folder (config.json, model.safetensors, processor, README.md)")
-    parser.add_argument("--repo-id", required=True, help="Hub repository, e.g. 'user/s4d-fashion-mnist'")
-    parser.add_argument("--private", action="store_true",
-                        help="create the repository as private (an existing repository keeps its visibility)")
-    parser.add_argument("--dry-run", action="store_true", help="run the checks and list the files, upload nothing")
-    parser.add_argument("--token", default=None,
-                        help="Hub token (default: HF_TOKEN or the stored login). Prefer HF_TOKEN: a command-line "
-                             "argument is visible to other users of the machine")
-    parser.add_argument("--commit-message", default="Upload S4D checkpoint with s4d-hf")
 
 
 def files_to_upload(folder: Path) -> list[str]:
@@ -215,49 +204,47 @@ def check_folder(folder: Path, report=print) -> list[str]:
     return files
 
 
-def _scrub(text: str, token: str | None) -> str:
-    text = " ".join(str(text).split())  # one line
+def scrub(text, token: str | None) -> str:
+    """``text`` on one line, without ``token`` or anything shaped like a Hub token."""
+    text = " ".join(str(text).split())
     if token:
         text = text.replace(token, "***")
-    return re.sub(r"\bhf_[A-Za-z0-9]{30,}", "hf_***", text)  # any other token-shaped string
+    return re.sub(r"\bhf_[A-Za-z0-9]{30,}", "hf_***", text)
 
 
-def _token() -> str | None:
-    from huggingface_hub import get_token
-
-    return get_token()
+class UploadFailed(RuntimeError):
+    """The folder passed its checks but the Hub refused or failed the upload (the message names the error)."""
 
 
-def run(args: argparse.Namespace) -> int:
-    token, stage = None, "checks"
+@dataclass
+class PushResult:
+    files: list[str]
+    url: str | None = None  # None for a dry run
+    commit_url: str | None = None
+
+
+def push_folder(folder, repo_id: str, token: str | None = None, private: bool = False, dry_run: bool = False,
+                commit_message: str = COMMIT_MESSAGE, report=print) -> PushResult:
+    """Check ``folder`` (:func:`check_folder`, one reported line per check), then (unless ``dry_run``) create the
+    repository and upload the files. Raises ValueError for a bad ``repo_id``, :class:`CheckFailed` for a refused
+    folder, ValueError when the Hub is in offline mode, :class:`UploadFailed` when the upload fails. The messages may
+    quote the Hub's answer: pass them through :func:`scrub` before showing them."""
+    if not REPO_ID.fullmatch(repo_id):
+        raise ValueError(f"--repo-id {repo_id!r}: expected 'namespace/name'")
+    folder = Path(folder)
+    files = check_folder(folder, report=report)
+    if dry_run:
+        return PushResult(files)
+    from huggingface_hub import HfApi, constants
+
+    if constants.is_offline_mode():
+        raise ValueError("HF_HUB_OFFLINE is set: unset it (or set it to 0) to upload")
     try:
-        token = args.token or _token()  # resolved first, so that every error message can be scrubbed of it
-        if not re.fullmatch(r"[\w.-]+/[\w.-]+", args.repo_id):
-            raise CheckFailed(f"--repo-id {args.repo_id!r}: expected 'namespace/name'")
-        folder = Path(args.folder)
-        files = check_folder(folder)
-        if args.dry_run:
-            print(f"dry run: would upload {len(files)} file(s) to {args.repo_id}"
-                  f"{' (private)' if args.private else ''}:")
-            for f in files:
-                print(f"  {f}  ({(folder / f).stat().st_size:,} bytes)")
-            return 0
-        from huggingface_hub import HfApi, constants
-
-        if constants.is_offline_mode():
-            raise CheckFailed("HF_HUB_OFFLINE is set: unset it (or set it to 0) to upload")
-        stage = "upload"
         api = HfApi(token=token)
-        # without --private: the Hub's default (public, unless the organisation defaults to private)
-        url = api.create_repo(args.repo_id, private=args.private or None, exist_ok=True)
-        commit = api.upload_folder(repo_id=args.repo_id, folder_path=folder, commit_message=args.commit_message,
+        # without private: the Hub's default (public, unless the organisation defaults to private)
+        url = api.create_repo(repo_id, private=private or None, exist_ok=True)
+        commit = api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message,
                                    allow_patterns=[glob.escape(f) for f in files])
-        print(f"uploaded {len(files)} file(s) to {url}")
-        print(f"commit: {commit.commit_url}")
-        return 0
-    except CheckFailed as e:
-        print(f"s4d-hf push: error: {_scrub(e, token)}", file=sys.stderr)
-        return 1
-    except Exception as e:  # network / Hub errors: one line, never the token, never a traceback with headers
-        print(f"s4d-hf push: error: {stage} failed: {type(e).__name__}: {_scrub(e, token)}", file=sys.stderr)
-        return 1
+    except Exception as e:  # network / Hub errors
+        raise UploadFailed(f"upload failed: {type(e).__name__}: {scrub(e, token)}") from e
+    return PushResult(files, str(url), commit.commit_url)

@@ -1,4 +1,5 @@
-"""``s4d-hf release FOLDER``: turn a finished ``s4d-hf train`` folder into a shipped checkpoint.
+"""Turn a finished ``s4d-hf train`` folder into a shipped checkpoint: :func:`release`, what ``s4d-hf release FOLDER``
+runs (:mod:`s4d_hf.cli.release`).
 
 It measures everything the card states, with the commands the card names:
 
@@ -16,9 +17,7 @@ The hardware and the known limitations a card states come from the built-in data
 (:mod:`s4d_hf.training.data.builtin`).
 """
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,6 @@ from s4d_hf.hub.cards import write_model_card
 from s4d_hf.hub.evaluation import (
     evaluate_folder,
     note,
-    plain_output_when_logged,
     predict_logits,
     run_splits,
     scores,
@@ -40,30 +38,6 @@ from s4d_hf.training.data.builtin import REGISTRY, RELEASE_HARDWARE
 from s4d_hf.training.data.core import CLASSIFICATION_TASKS
 
 TASK_TO_CARD = {"causal-lm": "text-generation"}
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("folder", help="a folder written by `s4d-hf train`")
-    parser.add_argument("--extra", action="append", default=[], metavar="KIND[:ARG]",
-                        help="audio: 'real' (recorded digits) or 'rate:HZ' (clips at another sampling rate)")
-    parser.add_argument("--methods", metavar="JSON",
-                        help="benchmarks/methods_results.json: copy this dataset's PTD/SPT comparison rows into the card")
-    parser.add_argument("--baseline-only", action="store_true", help="print the same-split baseline and stop")
-    parser.add_argument("--dataset-id", help="the dataset id for the card metadata (default: the dataset name)")
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        with plain_output_when_logged():  # progress on stderr: a bar on a terminal, plain lines in a log file
-            if args.baseline_only:
-                print(json.dumps(baseline(args.folder), sort_keys=True))
-                return 0
-            info = release(args.folder, extras=args.extra, dataset_id=args.dataset_id, methods=args.methods)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"s4d-hf release: error: {e}", file=sys.stderr)
-        return 1
-    print(json.dumps({"metrics": info["metrics"], "baseline": info["baseline"]["value"]}, sort_keys=True))
-    return 0
 
 
 def baseline(folder) -> dict:

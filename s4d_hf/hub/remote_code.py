@@ -171,25 +171,3 @@ def stale_code(folder: str | os.PathLike) -> list[str]:
     folder = Path(folder)
     return sorted(name for name in code_files(folder)
                   if not (folder / name).is_file() or not filecmp.cmp(folder / name, SOURCES[name], shallow=False))
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("folders", nargs="+", metavar="FOLDER", help="saved S4D folders (config.json + processor)")
-
-
-def run(args) -> int:
-    """``s4d-hf remote-code FOLDER...``: refresh each folder's code copies, auto_map and custom_pipelines."""
-    import sys
-
-    for folder in args.folders:
-        if not (Path(folder) / "config.json").is_file():
-            print(f"s4d-hf remote-code: {folder}: no config.json (not a saved model folder)", file=sys.stderr)
-            return 2
-    for folder in args.folders:
-        try:
-            names = make_portable(folder)
-        except (ValueError, OSError, json.JSONDecodeError) as error:
-            print(f"s4d-hf remote-code: {error}", file=sys.stderr)
-            return 1
-        print(f"{folder}: task {folder_task(folder) or 'none'}; code {', '.join(names)}")
-    return 0

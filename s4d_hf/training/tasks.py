@@ -18,6 +18,7 @@ import torch
 
 from .collate import S4DDataCollator
 from .data.core import PAD_ID, TASKS as DATA_TASKS, check_splits, data_seed, normalize_splits
+from .data.hf_datasets import hf_dataset_options
 from .data.loading import load_dataset_spec
 from .folders import resolve_folders
 from .job import GracefulStop, TrainingJob, TrainResult
@@ -107,7 +108,8 @@ def prepare_job(args, is_main: bool = True, command: str = "") -> TrainingJob:
     data_task = task.data_task(args)
     output_dir, work_dir, resume_from = resolve_folders(args, is_main)
     raw = load_dataset_spec(args.dataset, data_task, seed=data_seed(args), block_size=args.block_size,
-                            image_size=args.image_size, builtin_options=args.dataset_option)
+                            image_size=args.image_size, builtin_options=args.dataset_option,
+                            dataset_args=hf_dataset_options(args))
     check_splits(data_task, raw)
     splits, stats = normalize_splits(data_task, raw)
     splits, target_mean, target_std = task.prepare_targets(splits)

@@ -1,12 +1,19 @@
-"""``s4d-hf convert SRC OUT``: a state-spaces/s4 S4D checkpoint -> a verified Hugging Face folder."""
+"""``s4d-hf convert SRC OUT``: a state-spaces/s4 S4D checkpoint -> a verified Hugging Face folder
+(:func:`s4d_hf.conversion.convert`).
+
+Exit codes: 2 when SRC, --config or a flag cannot be converted faithfully or safely (the refusals of
+:class:`~s4d_hf.conversion.ConversionError`) or OUT exists; 1 when the conversion ran but its verification failed
+(``--force`` writes anyway) or writing the folder failed. Nothing is left behind on any error.
+"""
 
 import argparse
-import os
-import sys
 
-from ..modeling.configuration_s4d import _CHOICES
-from .keys import FORMATS
-from .options import DECODER_MODES, FLAG_NAMES, TASKS
+from s4d_hf.cli.common import CommandFailed, UsageError, one_line
+from s4d_hf.cli.options import COUNT, NON_NEGATIVE_NUMBER
+from s4d_hf.conversion import ConversionError, convert
+from s4d_hf.conversion.keys import FORMATS
+from s4d_hf.conversion.options import DECODER_MODES, FLAG_NAMES, TASKS
+from s4d_hf.modeling.configuration_s4d import _CHOICES
 
 
 def _labels(text: str) -> list[str]:
@@ -38,12 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        "weights map H -> H features (glu is read from the shapes)")
     group.add_argument("--decoder-mode", choices=tuple(DECODER_MODES), help="framework SequenceDecoder mode: mean "
                        "over the sequence, or its last position")
-    group.add_argument("--l-max", type=int, help="kernel length limit (framework model.layer.l_max)")
+    group.add_argument("--l-max", type=COUNT, help="kernel length limit (framework model.layer.l_max)")
     group.add_argument("--task", choices=tuple(TASKS),
                        help="problem type of the head (framework: from task.loss)")
-    group.add_argument("--num-labels", type=int, help="check: number of decoder outputs")
+    group.add_argument("--num-labels", type=COUNT, help="check: number of decoder outputs")
     group.add_argument("--labels", type=_labels, help="comma-separated class names (id2label)")
-    parser.add_argument("--tolerance", type=float, default=1e-4,
+    parser.add_argument("--tolerance", type=NON_NEGATIVE_NUMBER, default=1e-4,
                         help="verification tolerance, relative to max(1, max |reference|) (default 1e-4)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     parser.add_argument("--force", action="store_true", help="write even if verification fails (the card says so)")
@@ -54,8 +61,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from transformers.utils import logging as hf_logging
 
-    from . import ConversionError, convert
-
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()  # stdout reports the conversion; stderr is kept for the one-line errors
     flags = {name: getattr(args, name) for name in FLAG_NAMES}
@@ -63,16 +68,8 @@ def run(args: argparse.Namespace) -> int:
         convert(args.src, args.out, format=args.format, config=args.config, overwrite=args.overwrite,
                 force=args.force, trust_pickle=args.trust_pickle, tolerance=args.tolerance, **flags)
     except ConversionError as e:
-        print(f"s4d-hf convert: error: {_one_line(e)}", file=sys.stderr)
-        return 1
-    except Exception as e:  # noqa: BLE001 - a bug; still one line unless asked for the traceback
-        if os.environ.get("S4D_HF_DEBUG"):
-            raise
-        print(f"s4d-hf convert: error: unexpected {type(e).__name__}: {_one_line(e)} "
-              "(set S4D_HF_DEBUG=1 for the traceback)", file=sys.stderr)
-        return 1
+        failed = str(e).startswith("verification failed") or "appeared during the conversion" in str(e)
+        raise (CommandFailed if failed else UsageError)(one_line(e)) from e
+    except (OSError, RuntimeError) as e:  # writing OUT failed (disk full, permissions): nothing was left behind
+        raise CommandFailed(f"writing {args.out} failed: {type(e).__name__}: {one_line(e)}") from e
     return 0
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())
