@@ -28,3 +28,16 @@ def test_quickstart_runs(tmp_path, monkeypatch):
     namespace: dict = {}
     exec(compile(code, "README quickstart", "exec"), namespace)
     assert isinstance(namespace["out"], torch.Tensor)
+
+
+def test_bring_your_own_data_runs(tmp_path, monkeypatch, capsys):
+    """Four tiny DatasetDicts saved to disk, trained on from the CLI, reloaded with the Auto classes."""
+    code = re.search(r"### Bring your own data\n.*?```python\n(.*?)```", README, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    namespace: dict = {}
+    exec(compile(code, "README bring your own data", "exec"), namespace)
+    printed = capsys.readouterr().out
+    assert "{0: 'low', 1: 'high'} torch.Size([1, 2])" in printed and "torch.Size([1, 10])" in printed
+    for data in ("my_audio", "my_images", "my_series", "my_text"):
+        assert (tmp_path / f"{data}-s4d" / "model.safetensors").is_file()
