@@ -790,9 +790,10 @@ CLI_CASES = [
      ["--repo-id", "not a repo"]),
     ("push_missing_folder", command("push", "BOX/nothing", "--repo-id", "me/s4d", "--token", "x"), 2,
      ["nothing", "no such folder"]),
+    # a pickle file is left out with a notice (tests/test_publish_own_training.py), never the reason for a refusal
     ("push_pickle_in_folder", with_files(command("push", "BOX/run", "--repo-id", "me/s4d", "--token", "x"),
                                          run__pytorch_model_DOT_bin=lambda p: p.write_bytes(b"\x80\x04N.")), 2,
-     ["pytorch_model.bin"]),
+     ["README.md (the model card) missing"]),
     # remote-code (every folder is checked before any is changed)
     ("remote_code_missing_folder", command("remote-code", "BOX/nothing"), 2, ["nothing", "no such folder"]),
     ("remote_code_no_config", with_files(command("remote-code", "BOX/run"), run__config_DOT_json=lambda p: p.unlink()),

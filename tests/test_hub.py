@@ -284,6 +284,23 @@ def test_rendered_card_passes_push_checks_and_dry_run_lists_files(checkpoint, ca
     assert no_upload == [] and TOKEN not in out + err
 
 
+def test_push_leaves_out_pickle_files_with_a_notice_each(checkpoint, tmp_path, capsys, no_upload):
+    folder = _copy(checkpoint, tmp_path)
+    torch.save({"w": torch.zeros(1)}, folder / "pytorch_model.bin")
+    torch.save({"lr": 0.1}, folder / "training_args.bin")
+    (folder / "sub").mkdir()
+    torch.save({}, folder / "sub" / "optimizer.pt")
+    rc, out, err = _push(folder, capsys, "--dry-run")
+    assert rc == 0, out + err
+    assert "FAIL" not in out and out.count("  ok  ") == 7
+    notices = [line for line in out.splitlines() if line.startswith("  note  leaving out ")]
+    assert [n.split()[3].rstrip(":") for n in notices] == ["pytorch_model.bin", "sub/optimizer.pt",
+                                                           "training_args.bin"]
+    listed = [line.split()[0] for line in out.split("would upload")[1].splitlines()[1:]]
+    assert listed == sorted(p.name for p in checkpoint[0].iterdir())  # the pickles are not listed
+    assert no_upload == []
+
+
 def _remove_card_field(field):
     def change(folder):
         card = ModelCard.load(folder / "README.md")
@@ -307,7 +324,6 @@ def _other_weights(folder):
 
 @pytest.mark.parametrize("change, reason", [
     (lambda f: (f / "model.safetensors").unlink(), "model.safetensors missing"),
-    (lambda f: torch.save({"w": torch.zeros(1)}, f / "pytorch_model.bin"), "pickle weight file(s) ['pytorch_model.bin"),
     (lambda f: (f / "preprocessor_config.json").unlink(), "no processor or tokenizer file"),
     (lambda f: (f / "preprocessor_config.json").write_text("{not json"), "preprocessor_config.json is not valid JSON"),
     (lambda f: (f / "README.md").unlink(), "README.md (the model card) missing"),
@@ -318,7 +334,7 @@ def _other_weights(folder):
     (lambda f: (f / "ssm_s4d.py").unlink(), "ssm_s4d.py"),
     (_other_weights, "does not match S4DForSequenceClassification"),
     (lambda f: (f / "config.json").write_text('{"model_type": "bert"}'), "expected S4DConfig"),
-], ids=["no-safetensors", "pickle", "no-processor", "bad-processor", "no-card", "no-library-name", "no-model-index",
+], ids=["no-safetensors", "no-processor", "bad-processor", "no-card", "no-library-name", "no-model-index",
         "missing-plot", "no-auto-map", "missing-code-file", "wrong-weights", "not-s4d"])
 def test_push_refuses_incomplete_folder(checkpoint, tmp_path, capsys, no_upload, change, reason):
     folder = _copy(checkpoint, tmp_path)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from s4d_hf.training.data.hf_datasets import HF_DATASET_ARGS, INT_ARGS as INT_DATASET_ARGS
+
 
 def integer(minimum: int):
     """An argparse ``type``: an int >= ``minimum`` (``integer(1)`` for counts, ``integer(0)`` for seeds)."""
@@ -79,3 +81,18 @@ class KeyValues(argparse.Action):
         options = dict(getattr(namespace, self.dest) or {})
         options[values[0]] = values[1]
         setattr(namespace, self.dest, options)
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """The 🤗 Datasets options of ``--dataset``, in the transformers example scripts' names
+    (:data:`~s4d_hf.training.data.hf_datasets.HF_DATASET_ARGS`: ``--label-column-name``, ``--test-split-name``, ...):
+    ``train`` records them; ``evaluate`` and ``release`` take them for a folder trained outside s4d-hf."""
+    data = parser.add_argument_group(
+        "🤗 datasets (--dataset: a save_to_disk folder, .parquet/.arrow/.csv/.json/.jsonl files or a glob, "
+        "audiofolder/imagefolder/... with --data-dir, or a Hub id)")
+    for name, help_text in HF_DATASET_ARGS.items():
+        flag = "--" + name.replace("_", "-")
+        if name in INT_DATASET_ARGS:
+            data.add_argument(flag, type=COUNT, metavar="N" if name.startswith("max_") else "HZ", help=help_text)
+        else:
+            data.add_argument(flag, metavar="PATH" if name.endswith("_dir") else "NAME", help=help_text)

@@ -24,13 +24,13 @@ from s4d_hf.cli.options import (
     NON_NEGATIVE_NUMBER,
     POSITIVE,
     KeyValues,
+    add_dataset_arguments,
     integer,
     key_value,
     number,
 )
 from s4d_hf.hub.train_upload import TrainedUploadFailed, check_hub_target, push_trained_folder
 from s4d_hf.training.data.core import TASKS
-from s4d_hf.training.data.hf_datasets import HF_DATASET_ARGS, INT_ARGS as INT_DATASET_ARGS
 from s4d_hf.training.folders import clear_for_start, remove_work_folder
 from s4d_hf.training.job import any_process, no_accelerator
 from s4d_hf.training.tasks import prepare_job, write_output
@@ -131,18 +131,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """The 🤗 Datasets options of ``--dataset`` (the transformers example scripts' names, see
-    :mod:`s4d_hf.training.data.hf_datasets`; recorded in training_args.json, so ``evaluate``/``release`` re-make the
-    same splits) and the upload at the end of the run (:mod:`s4d_hf.hub.train_upload`)."""
-    data = parser.add_argument_group(
-        "🤗 datasets (--dataset: a save_to_disk folder, .parquet/.arrow/.csv/.json/.jsonl files or a glob, "
-        "audiofolder/imagefolder/... with --data-dir, or a Hub id)")
-    for name, help_text in HF_DATASET_ARGS.items():
-        flag = "--" + name.replace("_", "-")
-        if name in INT_DATASET_ARGS:
-            data.add_argument(flag, type=COUNT, metavar="N" if name.startswith("max_") else "HZ", help=help_text)
-        else:
-            data.add_argument(flag, metavar="PATH" if name.endswith("_dir") else "NAME", help=help_text)
+    """The 🤗 Datasets options of ``--dataset`` (:func:`s4d_hf.cli.options.add_dataset_arguments`; recorded in
+    training_args.json, so ``evaluate``/``release`` re-make the same splits) and the upload at the end of the run
+    (:mod:`s4d_hf.hub.train_upload`)."""
+    add_dataset_arguments(parser)
     hub = parser.add_argument_group("upload (checked before training: HF_TOKEN or the stored login)")
     hub.add_argument("--push-to-hub", action="store_true",
                      help="upload the output folder at the end, through the checks of `s4d-hf push`")

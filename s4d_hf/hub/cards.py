@@ -66,6 +66,8 @@ Optional keys::
     n_params       int    if given, must equal the count read from model.safetensors
     evaluate_folder str   the folder argument shown for `s4d-hf evaluate` (default: the folder as given, relative to
                           the working directory when inside it; see :func:`shown_folder`)
+    evaluate_command str  the command that recomputes `metrics` (default: `s4d-hf evaluate <evaluate_folder>`);
+                          None: no command does (metrics given with `s4d-hf release --info`), and the card says so
     self_pretraining dict  a self-pretrained backbone (task "feature-extraction"): objective, loss (what was
                           minimised), fine_tune_command (`s4d-hf train ... --init-from FOLDER`)
     conversion     dict   a converted checkpoint: the Provenance and Options sections
@@ -243,6 +245,9 @@ def check_info(folder, info: dict) -> dict:
     info.setdefault("summary", "")
     info.setdefault("intended_use", _default_intended_use(info))
     info.setdefault("evaluate_folder", shown_folder(folder))
+    info.setdefault("evaluate_command", f"s4d-hf evaluate {info['evaluate_folder']}")
+    if info["evaluate_command"] is not None:
+        info["evaluate_command"] = _text(info, "evaluate_command", "")
     return info
 
 

@@ -90,10 +90,14 @@ def plain_output_when_logged():
 
 def evaluate_folder(folder, dataset: str | None = None, dataset_options: dict | None = None, split: str = "test",
                     sampling_rate: int | None = None, rate_policy: str | None = None,
-                    max_samples: int | None = None, run: tuple | None = None) -> dict[str, float]:
+                    max_samples: int | None = None, run: tuple | None = None, task: str | None = None,
+                    dataset_args: dict | None = None) -> dict[str, float]:
     """Metrics of the saved model + processor on the run's test split (or ``dataset``). See the module docstring.
 
     run: the folder's ``run_splits(folder)`` when the caller already has it (the run's own data is not reloaded).
+    task: with ``dataset``, for a folder trained outside s4d-hf (no training_args.json): the task to read
+    ``dataset`` as (its splits carved with seed 0, as ``s4d-hf train`` does by default).
+    dataset_args: with ``dataset``, its 🤗 dataset options (:data:`~s4d_hf.training.data.HF_DATASET_ARGS`).
     """
     folder = Path(folder)
     if max_samples is not None and max_samples < 1:
@@ -101,10 +105,10 @@ def evaluate_folder(folder, dataset: str | None = None, dataset_options: dict | 
     if dataset is None:
         run_args, splits = run if run is not None else run_splits(folder)
     else:
-        run_args = read_run_args(folder)
+        run_args = {"task": task, "dataset": dataset} if task is not None else read_run_args(folder)
         note(f"loading dataset {dataset}")
         splits = load_dataset_spec(dataset, run_args["task"], seed=data_seed(run_args),
-                                   builtin_options=dict(dataset_options or {}))
+                                   builtin_options=dict(dataset_options or {}), dataset_args=dataset_args)
     task = run_args["task"]
     examples = getattr(splits, split)[:max_samples]
     if not examples:

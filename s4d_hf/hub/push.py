@@ -3,7 +3,9 @@
 
 Checks, each printed as it runs (the upload starts only when all pass):
 
-    pickle files   no *.bin / *.pt / *.pth / *.pkl / *.ckpt: loading those can run arbitrary code
+    pickle files   *.bin / *.pt / *.pth / *.pkl / *.pickle / *.ckpt (loading those can run arbitrary code, e.g. the
+                   training_args.bin a plain ``Trainer.save_model`` writes) are left out of the upload, each with a
+                   one-line notice; model.safetensors holds the weights
     weights        model.safetensors is present
     config         config.json loads through AutoConfig as an S4DConfig
     remote code    config.json has an auto_map, and every module it names (plus their `from .x import` siblings)
@@ -33,8 +35,8 @@ class CheckFailed(ValueError):
     """A folder check failed; the message is the one-line reason."""
 
 
-def files_to_upload(folder: Path) -> list[str]:
-    """Relative paths of the files to upload: everything except hidden files/folders and Python caches."""
+def folder_files(folder: Path) -> list[str]:
+    """Relative paths of the folder's files, except hidden files/folders and Python caches."""
     out = []
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder)
@@ -43,14 +45,27 @@ def files_to_upload(folder: Path) -> list[str]:
     return out
 
 
+def is_pickle(name: str) -> bool:
+    return name.lower().endswith(PICKLE_SUFFIXES)
+
+
+def files_to_upload(folder: Path) -> list[str]:
+    """Relative paths of the files to upload: :func:`folder_files` without the pickle files."""
+    return [f for f in folder_files(folder) if not is_pickle(f)]
+
+
+def pickle_notice(name: str) -> str:
+    """The one line ``push`` prints for a pickle file it leaves out."""
+    return (f"  note  leaving out {name}: a pickle file (loading it can run arbitrary code); model.safetensors holds "
+            "the weights")
+
+
 # --- the checks: each returns a one-line summary or raises CheckFailed -------------------------------------------
 
 def check_no_pickles(folder: Path, files: list[str]) -> str:
-    pickles = [f for f in files if f.lower().endswith(PICKLE_SUFFIXES)]
-    if pickles:
-        raise CheckFailed(f"pickle weight file(s) {pickles}: refusing to upload files that run code when loaded; "
-                          "delete them (model.safetensors holds the weights)")
-    return "none"
+    """``files``: every file of the folder. The pickles among them are left out (a notice each, see check_folder)."""
+    pickles = [f for f in files if is_pickle(f)]
+    return f"{len(pickles)} left out of the upload: {', '.join(pickles)}" if pickles else "none"
 
 
 def check_weights(folder: Path, files: list[str]) -> str:
@@ -170,11 +185,13 @@ def check_card(folder: Path, files: list[str]) -> str:
 def check_folder(folder: Path, report=print) -> list[str]:
     """Run every check on ``folder``, report one line per check, return the files to upload.
 
+    Pickle files are never uploaded: each gets a notice line (:func:`pickle_notice`) and is left out of the list.
     Raises CheckFailed with the first failure's reason after all checks that can run have run.
     """
     if not folder.is_dir():
         raise CheckFailed(f"folder {str(folder)!r} does not exist or is not a directory")
-    files = files_to_upload(folder)
+    everything = folder_files(folder)
+    files = [f for f in everything if not is_pickle(f)]
     failures = []
 
     def run(name, check, *args):
@@ -189,7 +206,10 @@ def check_folder(folder: Path, report=print) -> list[str]:
         return result
 
     report(f"checking {folder}")
-    run("pickle files", check_no_pickles, folder, files)
+    run("pickle files", check_no_pickles, folder, everything)
+    for name in everything:
+        if is_pickle(name):
+            report(pickle_notice(name))
     weights = run("weights", check_weights, folder, files)
     config = run("config", check_config, folder)
     if config is not None:
