@@ -22,6 +22,11 @@ Sections (``--sections``):
               one `step` per layer and token), recompute-per-token (the full forward on the whole sequence for
               every new token, use_cache=False), and transformers' MambaForCausalLM of similar size (pure-torch
               path: neither mamba_ssm nor causal_conv1d is installed).
+  decode      (issue 17) per-token decoding, S4D vs MambaForCausalLM of the same non-embedding size, batch 1 and 16:
+              a generate() loop and the bare model step, interleaved.
+  versus      (issue 17) one S4D block vs one Transformer encoder layer (BertLayer, SDPA), L = 1k ... 64k.
+  compile     (issue 17) torch.compile per head, training and inference, over 5 lengths: graphs and speed.
+              (decode, versus and compile are not in the default --sections.)
   long        peak memory of one layer's inference forward (H=64, N=64, B=1) at three lengths, a linear fit, the
               longest L that fits in 24 GiB, and one measured run at L = 1,048,576 (also the naive kernel's fit).
 
@@ -33,6 +38,7 @@ needed on top of the process, its module and its inputs (the analogue of torch.c
 """
 
 import argparse
+import contextlib
 import ctypes
 import datetime
 import gc
@@ -56,6 +62,20 @@ from s4d_hf.modeling.ssm_kernels_s4d import fft_conv  # noqa: E402
 from s4d_hf.modeling.ssm_s4d import S4DLayer, reference_kernel  # noqa: E402
 
 GiB = 2**30
+# --device / --autocast (sections block, decode, versus; generation, long and compile stay on the CPU)
+DEVICE = "cpu"
+AUTOCAST = "none"
+
+
+def autocast():
+    """The --autocast context (bf16 autocast on DEVICE, or nothing)."""
+    if AUTOCAST == "bf16":
+        return torch.autocast(device_type=torch.device(DEVICE).type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def on_device(x: torch.Tensor) -> torch.Tensor:
+    return x.to(DEVICE) if DEVICE != "cpu" else x
 BLOCK = dict(H=256, N=64, B=2)
 BLOCK_LENGTHS = [1024, 4096, 16384, 65536]
 LONG = dict(H=64, N=64, B=1)
@@ -64,6 +84,11 @@ LONG_NAIVE_FIT_LENGTHS = [16384, 32768, 65536]
 LONG_RUN_LENGTH = 1_048_576
 BUDGET_BYTES = 24 * GiB
 CONTEXTS = [512, 4096, 8192]
+DECODE_BATCHES = [1, 16]
+SECTIONS = ["block", "generation", "long", "decode", "versus", "compile"]
+COMPILE_LENGTHS = [256, 384, 512, 768, 1024]
+VERSUS = dict(H=256, N=64, B=2)
+VERSUS_LENGTHS = [1024, 2048, 4096, 8192, 16384, 32768, 65536]
 VARIANTS = ["ours", "naive", "fixed"]
 # Timed only (its memory is naive's): the naive algorithm with the CPU flushing subnormal floats to zero, to show how
 # much of naive's time is subnormal arithmetic (its exp(l·log Ā) table underflows through the subnormal range).
@@ -81,7 +106,7 @@ def make_layer(H: int, N: int, seed: int = 0) -> S4DLayer:
     layer = S4DLayer(H, d_state=N)
     layer.kernel.reset_parameters()
     torch.nn.init.normal_(layer.D)
-    return layer
+    return layer.to(DEVICE)
 
 
 def naive_forward(layer: S4DLayer, x: torch.Tensor) -> torch.Tensor:
@@ -107,7 +132,26 @@ class FixedKernel:
         return layer._ssm_output(fft_conv(u, self.K), u, x.dtype)
 
 
+def make_transformer(H: int, seed: int = 0):
+    """transformers' BertLayer (self-attention through torch's scaled_dot_product_attention, then a feed-forward of
+    width H), no mask, no dropout: the Transformer encoder layer of width H that issue 17 compares one S4D block to."""
+    from transformers import BertConfig
+    from transformers.models.bert.modeling_bert import BertLayer
+
+    torch.manual_seed(seed)
+    config = BertConfig(hidden_size=H, num_attention_heads=H // 64, intermediate_size=H, hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0)
+    config._attn_implementation = "sdpa"
+    return BertLayer(config).to(DEVICE)
+
+
+def make_module(variant: str, H: int, N: int):
+    return make_transformer(H) if variant == "transformer" else make_layer(H, N)
+
+
 def variant_forward(variant: str, layer: S4DLayer, L: int):
+    if variant == "transformer":
+        return lambda layer, x: layer(x)
     if variant == "ours":
         return lambda layer, x: layer(x)[0]
     if variant in ("naive", "naive_ftz"):
@@ -126,10 +170,14 @@ class Clock:
     """Wall-clock and process CPU time of a region."""
 
     def __enter__(self):
+        if DEVICE.startswith("cuda"):
+            torch.cuda.synchronize()
         self.wall, self.cpu = time.perf_counter(), time.process_time()
         return self
 
     def __exit__(self, *exc):
+        if DEVICE.startswith("cuda"):
+            torch.cuda.synchronize()
         self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
 
 
@@ -150,7 +198,16 @@ def _release_freed_heap():
 
 
 def peak_of(run) -> dict:
-    """Peak resident memory of ``run()`` above the resident memory just before it (this process, Linux)."""
+    """Peak resident memory of ``run()`` above the resident memory just before it (this process, Linux); on a GPU,
+    the peak of ``torch.cuda.max_memory_allocated`` above the memory allocated before it."""
+    if DEVICE.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        with Clock() as clock:
+            run()
+        return {"peak_bytes": torch.cuda.max_memory_allocated() - before, "allocated_before_bytes": before,
+                "wall_s": clock.wall}
     _release_freed_heap()
     before = _status_kib("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
@@ -162,32 +219,42 @@ def peak_of(run) -> dict:
 
 def probe(spec: dict) -> dict:
     """Body of a memory subprocess: one block call (kind=block) described by ``spec``."""
+    global DEVICE, AUTOCAST
     torch.set_num_threads(spec["threads"])
+    DEVICE, AUTOCAST = spec.get("device", "cpu"), spec.get("autocast", "none")
     H, N, B, L, variant, mode = (spec[k] for k in ("H", "N", "B", "L", "variant", "mode"))
 
     def call(layer, length):
         fwd = variant_forward(variant, layer, length)
-        x = torch.randn(B, length, H, requires_grad=(mode == "train"))
+        x = on_device(torch.randn(B, length, H)).requires_grad_(mode == "train")
         if mode == "train":
-            return lambda: fwd(layer, x).backward(torch.ones(B, length, H))  # ones: no extra (B, L, H) tensor
+            ones = on_device(torch.ones(B, length, H))  # ones: no extra (B, L, H) tensor
+
+            def train():
+                with autocast():
+                    y = fwd(layer, x)
+                y.backward(ones.to(y.dtype))
+
+            return train
         layer.eval()
 
         def infer():
-            with torch.no_grad():
+            with torch.no_grad(), autocast():
                 fwd(layer, x)
 
         return infer
 
-    warmup_layer = make_layer(H, N)
+    warmup_layer = make_module(variant, H, N)
     call(warmup_layer, 256)()
     del warmup_layer
-    layer = make_layer(H, N)
+    layer = make_module(variant, H, N)
     run = call(layer, L)
     return peak_of(run)
 
 
 def measure_peak(spec: dict) -> dict:
     """Run :func:`probe` in a fresh interpreter and return its result (with the command's spec)."""
+    spec = {**spec, "device": DEVICE, "autocast": AUTOCAST}
     command = [sys.executable, str(Path(__file__).resolve()), "--probe", json.dumps(spec)]
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     if done.returncode != 0:
@@ -241,8 +308,8 @@ def block_section(args) -> dict:
         runnable = [v for v in TIMED_VARIANTS if "skipped" not in memory[(v, L, "train")]]
         layer = make_layer(H, N)
         forwards = {v: variant_forward(v, layer, L) for v in runnable}
-        x = torch.randn(B, L, H, requires_grad=True)
-        grad = torch.randn(B, L, H)
+        x = on_device(torch.randn(B, L, H)).requires_grad_()
+        grad = on_device(torch.randn(B, L, H))
         samples = {v: {"fwd": [], "fwd_bwd": [], "fwd_bwd_cpu": [], "infer": [], "infer_cpu": []} for v in runnable}
         for repeat in range(args.repeats + 1):  # the first round is a warm-up, not recorded
             for v in runnable:
@@ -251,12 +318,12 @@ def block_section(args) -> dict:
                 layer.zero_grad(set_to_none=True)
                 x.grad = None
                 with Clock() as total:
-                    with Clock() as forward:
+                    with Clock() as forward, autocast():
                         y = forwards[v](layer, x)
-                    y.backward(grad)
+                    y.backward(grad.to(y.dtype))
                 del y
                 layer.eval()
-                with torch.no_grad(), Clock() as infer:
+                with torch.no_grad(), Clock() as infer, autocast():
                     forwards[v](layer, x)
                 torch.set_flush_denormal(False)
                 if repeat:
@@ -354,6 +421,209 @@ def generation_section(args) -> dict:
     return results
 
 
+def decode_section(args) -> dict:
+    """Issue 17: per-token decoding time of S4D vs MambaForCausalLM (pure torch) with about the same non-embedding
+    parameter count, batch 1 and 16, interleaved: a generate() loop (greedy, a fixed number of new tokens after a
+    prefill; per token = (time of prefill + 1 + n tokens - time of prefill + 1 token) / n) and the bare model step
+    (one model call with the cache, as generate() makes it)."""
+    import transformers
+    from transformers import MambaConfig, MambaForCausalLM
+
+    from s4d_hf import S4DConfig, S4DForCausalLM
+
+    transformers.logging.set_verbosity_error()
+    vocab, prompt_len, new = 1024, 128, args.decode_tokens
+    torch.manual_seed(0)
+    models = {
+        "s4d": S4DForCausalLM(S4DConfig(vocab_size=vocab, d_model=256, n_layers=10, d_state=64, prenorm=True)).eval(),
+        "mamba": MambaForCausalLM(MambaConfig(vocab_size=vocab, hidden_size=256, num_hidden_layers=4, state_size=16,
+                                              expand=2)).eval(),
+    }
+    models = {name: model.to(DEVICE) for name, model in models.items()}
+
+    def non_embedding(model):
+        return sum(p.numel() for n, p in model.named_parameters() if "embed" not in n and "lm_head" not in n)
+
+    results = {"config": {"vocab": vocab, "prompt": prompt_len, "new_tokens": new, "batches": DECODE_BATCHES,
+                          "rounds": args.decode_rounds, "s4d": "d_model 256, 10 layers, d_state 64",
+                          "mamba": "hidden 256, 4 layers, state 16, expand 2",
+                          "s4d_non_embedding_params": non_embedding(models["s4d"]),
+                          "mamba_non_embedding_params": non_embedding(models["mamba"])}, "rows": []}
+    samples = {}
+    with torch.no_grad():
+        prompts = {B: on_device(torch.randint(0, vocab, (B, prompt_len))) for B in DECODE_BATCHES}
+        caches = {}
+        for r in range(args.decode_rounds + 1):  # the first round is a warm-up
+            for B in DECODE_BATCHES:
+                for name, model in models.items():
+                    kwargs = dict(do_sample=False, pad_token_id=0)
+                    with Clock() as one:
+                        model.generate(prompts[B], max_new_tokens=1, min_new_tokens=1, **kwargs)
+                    with Clock() as many:
+                        model.generate(prompts[B], max_new_tokens=1 + new, min_new_tokens=1 + new, **kwargs)
+                    if (B, name) not in caches:
+                        out = model(prompts[B], use_cache=True)
+                        caches[(B, name)] = [out.cache, out.logits[:, -1:].argmax(-1)]
+                    cache, token = caches[(B, name)]
+                    steps = []
+                    for _ in range(10):
+                        with Clock() as step:
+                            out = model(token, cache=cache, use_cache=True)
+                        token = out.logits[:, -1:].argmax(-1)
+                        steps.append(step.wall)
+                    caches[(B, name)][1] = token
+                    if r:
+                        samples.setdefault((B, name, "generate"), []).append((many.wall - one.wall) / new)
+                        samples.setdefault((B, name, "step"), []).append(statistics.median(steps))
+    for (B, name, how), values in samples.items():
+        results["rows"].append({"batch": B, "model": name, "how": how, **median_summary(values)})
+        log(f"  decode B={B:2d} {name:5s} {how:8s}: {statistics.median(values) * 1e3:7.2f} ms/token")
+    return results
+
+
+def versus_section(args) -> dict:
+    """Issue 17: one S4D block (``S4DLayer``, H=256, N=64) vs one Transformer encoder layer of the same width
+    (:func:`make_transformer`: transformers' BertLayer with SDPA attention), B=2, forward+backward and inference
+    forward, L = 1k ... 64k: time (interleaved, median) and peak memory (fresh subprocess). The Transformer stops at
+    the first L whose projected time (4x the previous: attention is quadratic) exceeds ``--versus-max-s`` or whose
+    projected peak exceeds ``--versus-max-gb``."""
+    H, N, B = VERSUS["H"], VERSUS["N"], VERSUS["B"]
+    s4d, transformer = make_layer(H, N), make_transformer(H)
+    results = {"config": {**VERSUS, "lengths": VERSUS_LENGTHS, "max_s": args.versus_max_s,
+                          "max_gb": args.versus_max_gb,
+                          "s4d_params": sum(p.numel() for p in s4d.parameters()),
+                          "transformer_params": sum(p.numel() for p in transformer.parameters()),
+                          "transformer": f"BertLayer, hidden {H}, {H // 64} heads, intermediate {H}, sdpa"},
+               "rows": []}
+    modules = {"ours": s4d, "transformer": transformer}
+    stopped = {}
+    previous = {}
+    for L in VERSUS_LENGTHS:
+        repeats = args.repeats if L <= 4096 else max(1, args.repeats // 2) if L <= 16384 else 1
+        runnable = []
+        for v in modules:
+            if v in stopped:
+                continue
+            if v in previous:
+                t_prev, m_prev = previous[v]
+                scale = 4 if v == "transformer" else 2
+                if t_prev * scale > args.versus_max_s:
+                    stopped[v] = f"projected {t_prev * scale:.0f} s > {args.versus_max_s:.0f} s from L={L:,}"
+                    continue
+                if m_prev * 2 > args.versus_max_gb * GiB:
+                    stopped[v] = f"projected {m_prev * 2 / GiB:.1f} GiB > {args.versus_max_gb} GiB from L={L:,}"
+                    continue
+            runnable.append(v)
+        memory = {}
+        for v in runnable:
+            for mode in ("train", "infer"):
+                memory[(v, mode)] = measure_peak(dict(kind="block", variant=v, mode=mode, L=L, H=H, N=N, B=B,
+                                                      threads=args.threads))
+        x = on_device(torch.randn(B, L, H)).requires_grad_()
+        grad = on_device(torch.randn(B, L, H))
+        samples = {v: {"fwd_bwd": [], "infer": []} for v in runnable}
+        for repeat in range(repeats + (1 if L <= 4096 else 0)):  # a warm-up round at the short lengths
+            for v in runnable:
+                module, fwd = modules[v], variant_forward(v, modules[v], L)
+                module.train()
+                module.zero_grad(set_to_none=True)
+                x.grad = None
+                with Clock() as total:
+                    with autocast():
+                        y = fwd(module, x)
+                    y.backward(grad.to(y.dtype))
+                del y
+                module.eval()
+                with torch.no_grad(), Clock() as infer, autocast():
+                    fwd(module, x)
+                if repeat or L > 4096:
+                    samples[v]["fwd_bwd"].append(total.wall)
+                    samples[v]["infer"].append(infer.wall)
+        for v in modules:
+            row = {"L": L, "variant": v}
+            if v in samples:
+                row.update({k: median_summary(vals) for k, vals in samples[v].items()})
+                row.update({"memory_train": memory[(v, "train")], "memory_infer": memory[(v, "infer")]})
+                previous[v] = (row["fwd_bwd"]["median_s"], memory[(v, "train")].get("peak_bytes", 0))
+                log(f"  versus {v:11s} L={L:6d}: fwd+bwd {row['fwd_bwd']['median_s']:7.2f}s  "
+                    f"infer {row['infer']['median_s']:7.2f}s  peak train "
+                    f"{memory[(v, 'train')].get('peak_bytes', float('nan')) / 2**20:7.0f} MiB")
+            else:
+                row["skipped"] = stopped.get(v, "not run")
+            results["rows"].append(row)
+        del x, grad
+        gc.collect()
+    return results
+
+
+def compile_section(args) -> dict:
+    """Issue 17: torch.compile(model) (inductor) for each head, training step (forward+backward) and inference
+    forward, over 5 sequence lengths: graphs compiled (torch._dynamo counters) and time per call against eager
+    (median of the calls after the compiling one, interleaved eager/compiled)."""
+    from torch._dynamo.utils import counters
+
+    from s4d_hf import S4DConfig, S4DForCausalLM, S4DForSequenceClassification
+
+    lengths = COMPILE_LENGTHS
+    base = dict(d_model=128, n_layers=2, d_state=64)
+    heads = {
+        "classifier (input_values)": lambda: S4DForSequenceClassification(
+            S4DConfig(input_dim=1, num_labels=10, **base)),
+        "classifier (input_ids)": lambda: S4DForSequenceClassification(S4DConfig(vocab_size=256, num_labels=4, **base)),
+        "causal LM": lambda: S4DForCausalLM(S4DConfig(vocab_size=256, **base)),
+    }
+    results = {"config": {**base, "batch": 4, "lengths": lengths, "repeats": args.repeats}, "rows": []}
+    for head, make in heads.items():
+        for mode in ("train", "infer"):
+            torch.manual_seed(0)
+            model = make()
+            model.train(mode == "train")
+            torch._dynamo.reset()
+            counters.clear()
+            compiled = torch.compile(model)
+
+            def inputs(L):
+                if "values" in head:
+                    return {"input_values": torch.randn(4, L)}, torch.randint(0, 10, (4,))
+                ids = torch.randint(0, 256, (4, L))
+                return {"input_ids": ids}, ids[:, 1:] if "LM" in head else torch.randint(0, 4, (4,))
+
+            def call(m, batch):
+                # the loss outside the model: the heads' label checks read label values, a graph break under compile
+                batch, labels = batch
+                if mode == "train":
+                    logits = m(**batch).logits
+                    logits = logits[:, :-1].flatten(0, 1) if logits.dim() == 3 else logits
+                    F.cross_entropy(logits, labels.flatten()).backward()
+                else:
+                    with torch.no_grad():
+                        m(**batch)
+
+            row = {"head": head, "mode": mode, "per_length": []}
+            for L in lengths:
+                batch = inputs(L)
+                with Clock() as first:
+                    call(compiled, batch)
+                eager, comp = [], []
+                for _ in range(args.repeats):
+                    with Clock() as c:
+                        call(model, batch)
+                    eager.append(c.wall)
+                    with Clock() as c:
+                        call(compiled, batch)
+                    comp.append(c.wall)
+                row["per_length"].append({"L": L, "first_call_s": first.wall, "eager": median_summary(eager),
+                                          "compiled": median_summary(comp)})
+                log(f"  compile {head:26s} {mode:5s} L={L:5d}: first {first.wall:6.1f}s  eager "
+                    f"{statistics.median(eager) * 1e3:7.1f} ms  compiled {statistics.median(comp) * 1e3:7.1f} ms")
+            row["unique_graphs"] = counters["stats"]["unique_graphs"]
+            row["frames"] = dict(counters["frames"])
+            row["recompiles"] = sum(v for k, v in counters["recompiles"].items()) if counters["recompiles"] else 0
+            results["rows"].append(row)
+            log(f"  compile {head} {mode}: {row['unique_graphs']} graphs for {len(lengths)} lengths")
+    return results
+
+
 def long_section(args) -> dict:
     H, N, B = LONG["H"], LONG["N"], LONG["B"]
     results = {"config": {**LONG, "mode": "inference forward (eval, no_grad)", "budget_bytes": BUDGET_BYTES}}
@@ -425,6 +695,17 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per block configuration (median)")
     parser.add_argument("--gen-steps", type=int, default=80,
                         help="timed recurrent decoding steps per method and context (recompute: a tenth)")
+    parser.add_argument("--decode-tokens", type=int, default=64, help="new tokens per generate() in 'decode'")
+    parser.add_argument("--decode-rounds", type=int, default=7, help="interleaved rounds of 'decode' (median)")
+    parser.add_argument("--versus-max-s", type=float, default=60.0,
+                        help="'versus': stop a variant once its projected fwd+bwd time exceeds this")
+    parser.add_argument("--versus-max-gb", type=float, default=8.0,
+                        help="'versus': stop a variant once its projected peak memory exceeds this")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu or cuda[:i]: where the block, decode and versus sections run (GPU timings "
+                             "synchronise; GPU peak memory is torch.cuda.max_memory_allocated)")
+    parser.add_argument("--autocast", choices=("none", "bf16"), default="none",
+                        help="run the block and versus forwards under bf16 autocast on --device")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (default 1: see 'Threads' in BENCHMARKS.md)")
     parser.add_argument("--naive-max-gb", type=float, default=8.0,
@@ -436,17 +717,29 @@ def main(argv=None) -> int:
         print(json.dumps(probe(json.loads(args.probe))))
         return 0
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
-    unknown = set(sections) - {"block", "generation", "long"}
+    unknown = set(sections) - set(SECTIONS)
     if unknown:
-        parser.error(f"--sections: unknown {sorted(unknown)}; expected a subset of block, generation, long")
+        parser.error(f"--sections: unknown {sorted(unknown)}; expected a subset of {', '.join(SECTIONS)}")
     if args.quick:
         global BLOCK_LENGTHS, CONTEXTS, LONG_FIT_LENGTHS, LONG_NAIVE_FIT_LENGTHS, LONG_RUN_LENGTH
         BLOCK_LENGTHS, CONTEXTS = [256, 1024, 4096, 32768], [64, 256]
         LONG_FIT_LENGTHS, LONG_NAIVE_FIT_LENGTHS, LONG_RUN_LENGTH = [4096, 8192, 16384], [1024, 2048, 4096], 65536
         args.repeats, args.gen_steps, args.naive_max_gb = 1, 10, 0.5
+        args.decode_tokens, args.decode_rounds = 4, 1
+        global VERSUS_LENGTHS
+        VERSUS_LENGTHS = [256, 512]
+        global COMPILE_LENGTHS
+        COMPILE_LENGTHS = [32, 48, 64, 80, 96]
+    global DEVICE, AUTOCAST
+    DEVICE, AUTOCAST = args.device, args.autocast
+    if DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is visible")
     torch.set_num_threads(args.threads)
     results = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": machine()}
-    runners = {"block": block_section, "generation": generation_section, "long": long_section}
+    results["machine"].update(device=DEVICE, autocast=AUTOCAST,
+                              gpu=torch.cuda.get_device_name(DEVICE) if DEVICE.startswith("cuda") else None)
+    runners = {"block": block_section, "generation": generation_section, "long": long_section,
+               "decode": decode_section, "versus": versus_section, "compile": compile_section}
     for name in sections:
         log(f"[{name}]")
         with Clock() as clock:

@@ -4,7 +4,11 @@
   hand-written backward: the numbers of ``ssm_s4d.reference_kernel``;
 * :func:`fft_conv`            the causal (or two-sided) convolution with K by real FFTs, with a hand-written backward;
 * :func:`forward_state`       the state after a whole input, as one contraction instead of a loop over time;
-* :class:`InferenceCache`     discrete parameters and kernels kept between calls while no gradient flows.
+* :class:`InferenceCache`     discrete parameters and kernels kept between calls while no gradient flows;
+* :func:`fused_step`          the decoding step of generate(): Ā, B̄, C prepared once per cache (:func:`step_tensors`,
+  :class:`DecodeCache`), the state updated in place;
+* :func:`real_kernel`, :func:`direct_conv`, :func:`real_step`  the same numbers without complex tensors or FFTs,
+  for ONNX export (``s4d_hf/export.py``).
 
 ``tests/test_kernel_paths.py`` checks each, forward and backward, against the reference kernel, an explicit Toeplitz
 sum and the recurrence, in float64. This module imports nothing from the package (``ssm_s4d.py`` imports it).
@@ -36,7 +40,7 @@ def _powers(log_dA: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """
     magnitude = torch.exp(F.threshold(log_dA.real * t, _UNDERFLOW_EXPONENT, -math.inf))
     phase = log_dA.imag * t
-    if torch.is_grad_enabled() and log_dA.requires_grad:
+    if (torch.is_grad_enabled() and log_dA.requires_grad) or torch.compiler.is_compiling():  # traced: no out=
         return torch.complex(magnitude * torch.cos(phase), magnitude * torch.sin(phase))
     out = torch.empty(*magnitude.shape, 2, device=magnitude.device, dtype=magnitude.dtype)
     torch.mul(magnitude, torch.cos(phase), out=out[..., 0])
@@ -105,7 +109,30 @@ def vandermonde_kernel(CB: torch.Tensor, log_dA: torch.Tensor, L: int) -> torch.
     :class:`_VandermondeKernel`). Memory O(H·N2·sqrt(L)) besides the output, in the forward and the backward pass.
     Equal, up to float32 rounding, to ``ssm_s4d.reference_kernel(CB, log_dA, L)``.
     """
+    if _traced(L):  # real arithmetic (inductor generates no code for complex operators), no integer arithmetic on L
+        return real_kernel(torch.view_as_real(CB.to(torch.complex64)), torch.view_as_real(log_dA.to(torch.complex64)),
+                           L)
     return _VandermondeKernel.apply(CB, log_dA, L)
+
+
+def _traced(n) -> bool:
+    """Whether the length n may be symbolic: torch.export passes SymInts, torch.compile's dynamo shows them as ints.
+    A symbolic L must not meet integer arithmetic (``ceil(sqrt(L))``, a padded length Q·M, the smooth FFT length
+    search): it would pin L to the traced value (torch.export: a constraint violation for a dynamic ``Dim``;
+    torch.compile: a recompilation per length)."""
+    return isinstance(n, torch.SymInt) or torch.compiler.is_compiling()
+
+
+def _symbolic_powers(log_dA: torch.Tensor, L) -> torch.Tensor:
+    """Ā^l (H, N2, L) for l = 0..L-1, for a symbolic L (torch.compile / torch.export, see :func:`_traced`).
+
+    The √L split of :class:`_VandermondeKernel` needs ceil(sqrt(L)) and a padded length Q·M, which symbolic shapes
+    cannot reason about: they would pin L to the traced value. This form has no integer arithmetic on L; it forms the
+    Vandermonde matrix (the reference's memory, O(H·N2·L)) unless the compiler fuses it into the contraction, and its
+    gradient is autograd's.
+    """
+    t = torch.arange(L, device=log_dA.device, dtype=torch.float32)
+    return _powers(log_dA[..., None], t)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -114,7 +141,12 @@ def vandermonde_kernel(CB: torch.Tensor, log_dA: torch.Tensor, L: int) -> torch.
 
 
 def fast_fft_length(n: int) -> int:
-    """Smallest length >= n whose only prime factors are 2, 3 and 5 (cheap FFT sizes); n must be >= 1."""
+    """Smallest length >= n whose only prime factors are 2, 3 and 5 (cheap FFT sizes); n must be >= 1.
+
+    A symbolic length (torch.compile / torch.export with a dynamic L) is returned as it is: any n works, and
+    searching would pin it to the traced value."""
+    if _traced(n):
+        return n
     if n < 1:  # the loop below would never end on 0
         raise ValueError(f"fast_fft_length: n must be a positive length; got {n}")
     while True:
@@ -219,6 +251,9 @@ def forward_state(u: torch.Tensor, log_dA: torch.Tensor, dB: torch.Tensor, state
     u (B, H, L) float, log_dA/dB (H, N2) complex, state (B, H, N2) complex or None -> (B, H, N2) complex64.
     """
     L, N2 = u.shape[-1], log_dA.shape[-1]
+    if _traced(L):  # see _symbolic_powers
+        x = torch.einsum("bhl,hnl->bhn", u.flip(-1).to(torch.complex64), _symbolic_powers(log_dA, L)) * dB
+        return x if state is None else x + torch.exp(log_dA * L) * state.to(torch.complex64)
     # Σ_s u_s Ā^{L-1-s} is a Vandermonde product over the reversed input; with l = L-1-s = q·M + r it becomes a
     # batched matrix product, as in vandermonde_kernel (real input times [Re; Im] of Ā^r: one real product).
     M, Q = _split_length(L)
@@ -290,3 +325,104 @@ class InferenceCache:
             cache.pop(next(iter(cache)))  # oldest first
         cache[key] = (value, [t._version for t in value])
         return value
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Fast decoding: the recurrence with everything that does not depend on the token precomputed
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def step_tensors(C: torch.Tensor, dA: torch.Tensor, dB: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The recurrence x_t = Ā x_{t-1} + B̄ u_t, y_t = 2·Re(C x_t) rearranged for one fused update per token.
+
+    C (Ck, H, N2), Ā and B̄ (H, N2) complex -> (Ā (H, N2) complex64, B̄ as real pairs (H, N2, 2), W (H, Ck, 2·N2)) with
+    W[h, c, 2n] = 2·Re C[c, h, n], W[h, c, 2n + 1] = -2·Im C[c, h, n], so that for the state x seen as real pairs
+    (Re, Im), 2·Re Σ_n C x = Σ_k x_k W[k]: one real dot product per feature and channel (``vecdot``: on CPU several
+    times faster than a batched matrix product of H tiny matrices). Detached: for inference only.
+    """
+    dA = dA.detach().to(torch.complex64).contiguous()
+    dB = torch.view_as_real(dB.detach().to(torch.complex64)).contiguous()
+    W = torch.view_as_real(2 * C.detach().to(torch.complex64).conj())  # (Ck, H, N2, 2): (2 Re C, -2 Im C)
+    W = W.reshape(W.shape[0], W.shape[1], -1).transpose(0, 1).contiguous()  # (H, Ck, 2·N2)
+    return dA, dB, W
+
+
+def fused_step(u: torch.Tensor, state: torch.Tensor, tensors: tuple) -> torch.Tensor:
+    """One recurrent step, updating ``state`` (B, H, N2) complex64 **in place**: x <- Ā x + B̄ u; returns
+    y = 2·Re(C x) (B, Ck, H) float32. u (B, H) float32; ``tensors`` from :func:`step_tensors`. Three kernels."""
+    dA, dB, W = tensors
+    state.mul_(dA)
+    x = torch.view_as_real(state)  # (B, H, N2, 2), the same memory
+    x.addcmul_(dB, u[:, :, None, None])
+    y = torch.linalg.vecdot(x.view(x.shape[0], x.shape[1], 1, -1), W)  # (B, H, Ck)
+    return y.transpose(1, 2)
+
+
+def real_step(u: torch.Tensor, state: torch.Tensor, dA: torch.Tensor, dB: torch.Tensor, W: torch.Tensor):
+    """:func:`fused_step` without complex numbers and without in-place updates (ONNX has neither complex tensors
+    nor a use for in-place ops): state (B, H, N2, 2) real pairs, Ā and B̄ (H, N2, 2) real pairs, W as in
+    :func:`step_tensors`. Returns (y (B, Ck, H), next state (B, H, N2, 2))."""
+    a_re, a_im = dA[..., 0], dA[..., 1]
+    x_re, x_im = state[..., 0], state[..., 1]
+    u = u[:, :, None]
+    new = torch.stack([a_re * x_re - a_im * x_im + dB[..., 0] * u, a_re * x_im + a_im * x_re + dB[..., 1] * u], -1)
+    y = torch.einsum("bhk,hck->bch", new.reshape(*new.shape[:2], -1), W)
+    return y, new
+
+
+class DecodeCache:
+    """Per-layer values of a generation, kept with its recurrent state in the cache: the step tensors of
+    :func:`step_tensors` for one rate, computed once per cache (no per-token discretisation, ``exp`` or tiling) and
+    recomputed when a parameter changed since (checked per token by the parameters' version counters and storage,
+    which every optimizer step, ``load_state_dict``, in-place edit and ``.to()`` changes: a few Python attribute
+    reads; edits through ``.data`` bypass version counters, but every new cache starts from values compared by
+    :class:`InferenceCache`)."""
+
+    __slots__ = ("key", "tensors")
+
+    def __init__(self):
+        self.key, self.tensors = None, None
+
+    @staticmethod
+    def parameter_key(params, rate) -> tuple:
+        return (rate, *[(p._version, p.data_ptr()) for p in params])
+
+    def get(self, params, rate, compute):
+        key = self.parameter_key(params, rate)
+        if key != self.key:
+            self.tensors, self.key = compute(), key
+        return self.tensors
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Real arithmetic only (ONNX has no complex tensors, and onnxruntime's DFT does not take a dynamic length)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def real_kernel(CB: torch.Tensor, log_dA: torch.Tensor, L) -> torch.Tensor:
+    """:func:`vandermonde_kernel` from real pairs: CB (Ck, H, N2, 2), log Ā (H, N2, 2) -> K (Ck, H, L), with
+    K[l] = 2·Σ_n |Ā_n|^l (Re CB_n cos(l·arg Ā_n) - Im CB_n sin(l·arg Ā_n)). Forms the (H, N2, L) tables (O(H·N2·L)
+    memory): for export, where the graph must run any L."""
+    t = torch.arange(L, device=log_dA.device, dtype=torch.float32)
+    magnitude = torch.exp(F.threshold(log_dA[..., 0, None] * t, _UNDERFLOW_EXPONENT, -math.inf))
+    phase = log_dA[..., 1, None] * t
+    return 2 * (torch.einsum("chn,hnl->chl", CB[..., 0], magnitude * torch.cos(phase))
+                - torch.einsum("chn,hnl->chl", CB[..., 1], magnitude * torch.sin(phase)))
+
+
+def direct_conv(u: torch.Tensor, K: torch.Tensor, bidirectional: bool = False) -> torch.Tensor:
+    """:func:`fft_conv` as a depthwise ``conv1d`` (O(L²) per feature instead of O(L log L), no FFT):
+    u (B, H, L), K (Ck, H, L) -> (B, C, H, L), the same causal / two-sided sums."""
+    B, H, L = u.shape
+
+    def causal(x, k):  # y[t] = Σ_{s<=t} k[t-s] x[s], for every channel c of k (C, H, L)
+        weight = k.flip(-1).transpose(0, 1).reshape(-1, 1, k.shape[-1])  # (H·C, 1, L): output channel h·C + c
+        y = F.conv1d(F.pad(x, (k.shape[-1] - 1, 0)), weight, groups=H)  # (B, H·C, L)
+        return y.reshape(B, H, k.shape[0], L).transpose(1, 2)
+
+    if not bidirectional:
+        return causal(u, K)
+    K_f, K_b = K.chunk(2, dim=0)
+    # anti-causal: y[t] += Σ_{s>t} K_b[s-t-1] u[s], a causal sum over the reversed input with K_b delayed by one
+    K_b = F.pad(K_b, (1, 0))[..., :L]
+    return causal(u, K_f) + causal(u.flip(-1), K_b).flip(-1)

@@ -33,7 +33,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .ptd_s4d import hippo_legs, legs_ptd
-from .ssm_kernels_s4d import InferenceCache, fft_conv, forward_state, vandermonde_kernel
+from .ssm_kernels_s4d import (
+    DecodeCache, InferenceCache, fft_conv, forward_state, fused_step, step_tensors, vandermonde_kernel,
+)
 
 
 INITS = ("legs", "inv", "lin", "real", "diag", "legs-ptd")
@@ -316,7 +318,8 @@ class S4DLayer(nn.Module):
       * ``forward(u)``            convolution with the kernel K (FFT), the training mode;
       * ``forward(u, state=s0)``  the same plus the contribution of an initial state, returning the final state
                                   (state forwarding, for streaming / prefill), without a loop over time;
-      * ``step(u_t, state)``      one step of the recurrence x_t = Ā x_{t-1} + B̄ u_t, y_t = C x_t + D u_t.
+      * ``step(u_t, state)``      one step of the recurrence x_t = Ā x_{t-1} + B̄ u_t, y_t = C x_t + D u_t
+                                  (``decode_step``: the same step for generate(), in place, Ā, B̄, C prepared once).
     """
 
     def __init__(self, d_model: int, final_act: str = "glu", dropout: float = 0.0, l_max: int | None = None, **ssm):
@@ -341,8 +344,11 @@ class S4DLayer(nn.Module):
     def _ssm_output(self, y: torch.Tensor, u: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """(B, C, H, L) SSM output + D skip -> flatten channels (c·H + h) -> GELU -> dropout -> Linear -> GLU."""
         y = y + self.D.float()[None, :, :, None] * u[:, None]
-        y = y.flatten(1, 2).transpose(1, 2).to(dtype)  # (B, L, C·H)
-        y = self.dropout(self.activation(y))
+        return self._output(y.flatten(1, 2).transpose(1, 2), dtype)  # (B, L, C·H)
+
+    def _output(self, y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """(..., C·H) -> GELU -> dropout -> Linear -> GLU."""
+        y = self.dropout(self.activation(y.to(dtype)))
         y = self.output_linear(y)
         return F.glu(y, dim=-1) if self.final_act == "glu" else y
 
@@ -402,3 +408,18 @@ class S4DLayer(nn.Module):
             y = 2 * (C[None] * state[:, None]).sum(-1).real  # (B, C, H)
         y = self._ssm_output(y[..., None], u[..., None], dtype)[:, 0]
         return y, state
+
+    def decode_step(self, u_t: torch.Tensor, state: torch.Tensor, store: DecodeCache, rate: float = 1.0):
+        """:meth:`step` for generation: the same numbers, with ``state`` (B, H, N2) complex64 updated **in place**
+        and Ā, B̄, C rearranged once per ``store`` (``ssm_kernels_s4d.fused_step``). Inference only: nothing is
+        differentiable; the caller checks that no gradient is wanted. Returns the output (B, H)."""
+        params = self.kernel._parameters.values()
+        tensors = store.get(params, rate, lambda: step_tensors(*self.kernel.step_parameters(rate)))
+        u = u_t.float()
+        y = torch.addcmul(fused_step(u, state, tensors), self.D.float(), u[:, None])  # 2·Re(C x_t) + D u_t, (B, C, H)
+        if self.training:
+            return self._output(y.flatten(1), u_t.dtype)
+        # _output without its modules' call overhead (dropout is the identity in eval mode)
+        y = F.linear(F.gelu(y.flatten(1).to(u_t.dtype), approximate=self.activation.approximate),
+                     self.output_linear.weight, self.output_linear.bias)
+        return F.glu(y, dim=-1) if self.final_act == "glu" else y
