@@ -3,6 +3,9 @@
 # Usage: bash checkpoints/recipes.sh [NAME ...]   (default: all). Then render each card:
 #   s4d-hf release checkpoints/NAME --methods benchmarks/methods_results.json
 #   (s4d-spoken-digits also: --extra real --extra rate:16000)
+# After a change to the package's model, processor or pipeline code, refresh the copies every folder carries
+# (tests/test_remote_pipelines.py checks they are byte-identical to s4d_hf/):
+#   s4d-hf remote-code checkpoints/s4d-*
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SELECTED="${*:-}"

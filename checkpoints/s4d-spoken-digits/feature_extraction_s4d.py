@@ -106,6 +106,15 @@ class S4DFeatureExtractor(SequenceFeatureExtractor):
         self.do_normalize = do_normalize
         self.rate_policy = rate_policy
 
+    def to_dict(self) -> dict:
+        """As transformers', with the remote-code entry also under ``AutoProcessor`` in the saved
+        ``preprocessor_config.json``: ``AutoProcessor.from_pretrained(folder, trust_remote_code=True)`` then returns
+        this class (without it, transformers tries an image processor first)."""
+        output = super().to_dict()
+        if "AutoFeatureExtractor" in (output.get("auto_map") or {}):
+            output["auto_map"] = {**output["auto_map"], "AutoProcessor": output["auto_map"]["AutoFeatureExtractor"]}
+        return output
+
     def __call__(
         self,
         raw_audio,

@@ -4,7 +4,9 @@ What it does, in order, per example:
 1. read the example as float64 (L, C) (rows = time steps, columns = channels; a DataFrame is reordered to the
    channel names seen at :meth:`fit` time);
 2. apply the NaN policy (``nan_policy``): "error" (default) raises a ValueError naming the example, time steps and
-   channels; "impute" fills missing values and masks their time steps (see below). inf is always an error;
+   channels; "impute" fills missing values and masks their time steps (see below), and refuses an
+   example that holds only NaN (nothing observed; a NaN at every step with some channel observed stays allowed: it is
+   how a stream's chunk looks while one sensor is down, see ``s4d_hf.streaming``). inf is always an error;
 3. normalise each channel with the statistics stored by :meth:`fit` (``mean``/``std``, saved in
    ``preprocessor_config.json``): (x - mean) / std. Fixed statistics, never per-example ones, so that a chunk of a
    stream is normalised exactly as the whole series (``s4d_hf.streaming``) and inference matches training;
@@ -106,6 +108,15 @@ class S4DTimeSeriesProcessor(SequenceFeatureExtractor):
     # Processing
     # ------------------------------------------------------------------------------------------------------------
 
+    def to_dict(self) -> dict:
+        """As transformers', with the remote-code entry also under ``AutoProcessor`` in the saved
+        ``preprocessor_config.json``: ``AutoProcessor.from_pretrained(folder, trust_remote_code=True)`` then returns
+        this class (without it, transformers tries an image processor first)."""
+        output = super().to_dict()
+        if "AutoFeatureExtractor" in (output.get("auto_map") or {}):
+            output["auto_map"] = {**output["auto_map"], "AutoProcessor": output["auto_map"]["AutoFeatureExtractor"]}
+        return output
+
     def __call__(
         self,
         sequences,
@@ -128,6 +139,10 @@ class S4DTimeSeriesProcessor(SequenceFeatureExtractor):
         if padding not in (True, False, "longest", "do_not_pad"):
             raise ValueError(f"padding must be True/'longest' or False/'do_not_pad' (no maximum length); got {padding!r}")
         examples = self._read_examples(sequences)
+        for x, name in examples:  # (fit still accepts such examples: they add nothing to the statistics)
+            if np.isnan(x).all():  # impute would mask every step: not one observed value for the model
+                raise ValueError(f"{name} (shape {x.shape}) holds only NaN: nan_policy='impute' needs at least one "
+                                 "observed value")
         lengths = [len(x) for x, _ in examples]
         if padding in (False, "do_not_pad") and len(set(lengths)) > 1:
             raise ValueError(f"sequences have different lengths {lengths}; use padding=True")
@@ -153,6 +168,9 @@ class S4DTimeSeriesProcessor(SequenceFeatureExtractor):
         """sequences -> [(float64 (L, C) with NaN where missing, name for errors)], NaN/inf policy applied."""
         if _is_dataframe(sequences) or isinstance(sequences, (np.ndarray, torch.Tensor)):
             array_3d = not _is_dataframe(sequences) and sequences.ndim == 3
+            if array_3d and sequences.shape[0] == 0:
+                raise ValueError(f"sequences has shape {tuple(sequences.shape)}: batch size 0; pass at least one "
+                                 "series")
             items = [(f"sequences[{i}]", x) for i, x in enumerate(sequences)] if array_3d else [("sequences", sequences)]
         elif isinstance(sequences, (list, tuple)):
             if len(sequences) == 0:
