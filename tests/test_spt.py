@@ -15,7 +15,7 @@ from test_training_data import TINY, make_level_npz, train_cli
 
 
 def parse(*args):
-    from s4d_hf import train
+    from s4d_hf.cli import train
 
     parser = argparse.ArgumentParser()
     train.add_arguments(parser)

@@ -88,10 +88,11 @@ def check_model_folder(path: str | Path, flag: str = "FOLDER", weights: bool = T
     try:
         config = AutoConfig.from_pretrained(folder)
     except Exception as e:  # noqa: BLE001 - a strict-dataclass field error, an unknown model_type, ...
-        raise UsageError(f"{folder / 'config.json'}: does not load as a config ({type(e).__name__}: "
+        raise UsageError(f"{flag} {folder / 'config.json'}: does not load as a config ({type(e).__name__}: "
                          f"{one_line(e)})") from e
     if not isinstance(config, S4DConfig):
-        raise UsageError(f"{folder / 'config.json'}: model_type {config.model_type!r}, expected 's4d'")
+        raise UsageError(f"{flag} {folder}: not an S4D model (config.json has model_type {config.model_type!r}, "
+                         "expected 's4d')")
     if weights:
         path = folder / "model.safetensors"
         if not path.is_file():
@@ -100,7 +101,7 @@ def check_model_folder(path: str | Path, flag: str = "FOLDER", weights: bool = T
             with safe_open(path, framework="pt") as f:
                 f.keys()
         except Exception as e:  # noqa: BLE001 - safetensors raises its own error type for a truncated header/buffer
-            raise UsageError(f"{path}: not a complete safetensors file ({one_line(e)})") from e
+            raise UsageError(f"{flag} {path}: not a complete safetensors file ({one_line(e)})") from e
     return folder
 
 
