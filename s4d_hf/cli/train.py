@@ -30,6 +30,7 @@ from s4d_hf.cli.options import (
     number,
 )
 from s4d_hf.hub.train_upload import TrainedUploadFailed, check_hub_target, push_trained_folder
+from s4d_hf.modeling.configuration_s4d import _CHOICES
 from s4d_hf.training.data.core import TASKS
 from s4d_hf.training.folders import clear_for_start, remove_work_folder
 from s4d_hf.training.job import any_process, no_accelerator
@@ -94,14 +95,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     size.add_argument("--d-model", type=COUNT, help="features H [64]")
     size.add_argument("--n-layers", type=COUNT, help="S4D blocks [4]")
     size.add_argument("--d-state", type=COUNT, help="state size N [64]")
-    size.add_argument("--init", choices=("legs", "legs-ptd", "inv", "lin", "real", "diag"), help="A initialisation [legs]")
-    size.add_argument("--disc", choices=("zoh", "bilinear"), help="discretisation [zoh]")
+    size.add_argument("--init", choices=_CHOICES["init"], help="A initialisation [legs]")
+    size.add_argument("--disc", choices=_CHOICES["disc"], help="discretisation [zoh]")
     size.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None,
                       help="two-sided kernel (classification only) [no]")
     size.add_argument("--prenorm", action=argparse.BooleanOptionalAction, default=None, help="pre-norm blocks [no]")
-    size.add_argument("--norm", choices=("layer", "batch"), help="[layer]")
+    size.add_argument("--norm", choices=_CHOICES["norm"], help="[layer]")
     size.add_argument("--dropout", type=number(0, 1, below=True), help="[0.0]; may also be changed with --model")
-    size.add_argument("--pooling", choices=("mean", "last"), help="sequence pooling for classification [mean]")
+    size.add_argument("--pooling", choices=_CHOICES["pooling"], help="sequence pooling for classification [mean]")
 
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--lr", type=NON_NEGATIVE_NUMBER, default=1e-2, help="learning rate of everything but dt, A, B [1e-2]")
