@@ -1,3 +1,4 @@
+import hashlib
 import os
 import pathlib
 import signal
@@ -34,3 +35,21 @@ def fail_if_it_hangs():
     yield
     signal.alarm(0)
     signal.signal(signal.SIGALRM, previous)
+
+
+def file_tree(root) -> dict:
+    """Every path under ``root`` -> the sha256 of a file's bytes ("dir" for a folder, the target for a link): taken
+    before and after a command, it shows what the command changed, added or removed."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, root)
+            if os.path.islink(path):
+                out[rel] = "link:" + os.readlink(path)
+            elif os.path.isdir(path):
+                out[rel] = "dir"
+            else:
+                with open(path, "rb") as f:
+                    out[rel] = hashlib.sha256(f.read()).hexdigest()
+    return out

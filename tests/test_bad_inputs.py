@@ -29,6 +29,8 @@ from s4d_hf import (
 )
 from s4d_hf.pipelines import read_audio
 
+from conftest import file_tree
+
 TINY = dict(d_model=8, n_layers=1, d_state=4)
 INF, NAN = float("inf"), float("nan")
 
@@ -561,24 +563,7 @@ def test_failing_config_assignment_leaves_the_config_unchanged():
 # file), no traceback, and leave every file in the sandbox byte-identical, with nothing new left behind.
 
 
-def tree(root) -> dict:
-    """Every path under ``root`` -> the sha256 of a file's bytes ("dir" for a folder, the target for a link)."""
-    import hashlib
-    import os
-
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = os.path.join(dirpath, name)
-            rel = os.path.relpath(path, root)
-            if os.path.islink(path):
-                out[rel] = "link:" + os.readlink(path)
-            elif os.path.isdir(path):
-                out[rel] = "dir"
-            else:
-                with open(path, "rb") as f:
-                    out[rel] = hashlib.sha256(f.read()).hexdigest()
-    return out
+tree = file_tree  # conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import pytest
 
 from s4d_hf.cli import main as cli
 from s4d_hf.hub.cards import read_card_metrics
-from s4d_hf.hub.evaluate import evaluate_folder
-from s4d_hf.training.datasets import DatasetNotInstalledError
+from s4d_hf.hub.evaluation import evaluate_folder
+from s4d_hf.training.data import DatasetNotInstalledError
 
 CHECKPOINTS = sorted(p for p in (pathlib.Path(__file__).parent.parent / "checkpoints").iterdir()
                      if (p / "README.md").is_file())

@@ -8,32 +8,19 @@ that nothing new is left behind.
 """
 
 import json
-import os
 
 import pytest
 
+from conftest import file_tree
 from test_training_data import TINY, make_level_npz, train_cli
 
 from s4d_hf.training.folders import RUN_MARKER
 
+
 COMMON = ["--task", "time-series-classification", *TINY, "--max-steps", 2, "--batch-size", 8]
 
 
-def snapshot(root) -> dict:
-    """Every path under root: bytes for files, None for folders (links as their target text)."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = os.path.join(dirpath, name)
-            rel = os.path.relpath(path, root)
-            if os.path.islink(path):
-                out[rel] = ("link", os.readlink(path))
-            elif os.path.isdir(path):
-                out[rel] = None
-            else:
-                with open(path, "rb") as f:
-                    out[rel] = f.read()
-    return out
+snapshot = file_tree  # conftest.py: path -> sha256 of the bytes
 
 
 def assert_unchanged(root, before):
