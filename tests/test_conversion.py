@@ -220,7 +220,7 @@ def test_s4block_dt_transform_default_is_exp_so_softplus_weights_need_the_flag(t
 
 
 def framework_state_dict(model: S4DForSequenceClassification) -> dict[str, torch.Tensor]:
-    """Write the training framework's key layout (S4D_REFERENCE.md §1.3) from an S4D-HF model, by hand."""
+    """Write the key layout of state-spaces/s4's training framework from an S4D-HF model, by hand."""
     renames = [("s4d.input_proj.", "encoder.0."), ("s4d.embeddings.", "encoder.0."),
                ("classifier.", "decoder.0.output_transform."), ("s4d.norm_f.", "model.norm.norm.")]
     sd = {}
@@ -270,7 +270,7 @@ def perturbed(model: torch.nn.Module) -> torch.nn.Module:
     return model.eval()
 
 
-PRESETS = {  # S4D_REFERENCE.md §1.3.5, shrunk: experiment -> (S4DConfig options, decoder mode)
+PRESETS = {  # state-spaces/s4 experiment configs, shrunk: experiment -> (S4DConfig options, decoder mode)
     # sc/s4-sc: linear encoder, BatchNorm pre-norm + final norm, bidirectional, n_ssm 2, glu, mean pooling
     "sc": (dict(input_dim=1, num_labels=35, prenorm=True, bidirectional=True, n_ssm=2, final_act="glu",
                 pooling="mean", l_max=24), "pool"),

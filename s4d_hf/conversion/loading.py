@@ -2,7 +2,7 @@
 
 Every file is read with ``torch.load(weights_only=True)``: tensors, numbers, strings and plain containers only.
 PyTorch Lightning ``.ckpt`` files also pickle the run's Hydra config as an omegaconf ``DictConfig``; for those, and
-only those, a short explicit allow-list of omegaconf/builtin classes is added (S4D_REFERENCE.md §1.3.1). Any other
+only those, a short explicit allow-list of the omegaconf/builtin classes such a config pickles is added. Any other
 pickled object makes the load fail *before* it is created, and the file is refused. General unpickling
 (``weights_only=False``, which can run arbitrary code) happens only when the caller passes ``trust_pickle=True``.
 """

@@ -24,8 +24,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .cards import PROCESSOR_FILES
+
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
-PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json", "tokenizer_config.json", "tokenizer.json")
 CARD_FIELDS = ("library_name", "pipeline_tag", "license")
 REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
 COMMIT_MESSAGE = "Upload S4D checkpoint with s4d-hf"
