@@ -11,7 +11,6 @@ PACKAGE = ROOT / "s4d_hf"
 LAZY_IMPORTS = {
     ("s4d_hf", "*"): "the package's deferred registration with transformers (register_all, see s4d_hf/__init__.py)",
     ("s4d_hf.hub.push", "s4d_hf"): "the checks use the package's lazily imported model classes (PEP 562)",
-    ("s4d_hf.hub.push", "s4d_hf.hub.cards"): "count_parameters, only when the weights check runs",
     # the commands moved from library modules into s4d_hf/cli/ (one module per command, issue 14)
     ("s4d_hf.cli.train", "s4d_hf.training.trainer_backend"): "only the --backend chosen is imported (Trainer)",
     ("s4d_hf.cli.train", "s4d_hf.training.accelerate_backend"): "only the --backend chosen is imported (Accelerate)",

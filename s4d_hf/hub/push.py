@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cards import PROCESSOR_FILES
+from .cards import PROCESSOR_FILES, count_parameters
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 CARD_FIELDS = ("library_name", "pipeline_tag", "license")
@@ -72,8 +72,6 @@ def check_no_pickles(folder: Path, files: list[str]) -> str:
 def check_weights(folder: Path, files: list[str]) -> str:
     if "model.safetensors" not in files:
         raise CheckFailed(f"model.safetensors missing in {folder}: save the model with save_pretrained()")
-    from .cards import count_parameters
-
     try:
         return f"model.safetensors, {count_parameters(folder):,} parameters"
     except Exception as e:
