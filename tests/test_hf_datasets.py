@@ -366,3 +366,35 @@ def test_hub_flags_without_push_to_hub_are_refused(data, tmp_path, capsys):
     assert train_cli("--task", "time-series-classification", "--dataset", data["jsonl"], "--hub-model-id", "me/x",
                      "--output-dir", tmp_path / "out", *RUN) == 2
     assert "--hub-model-id without --push-to-hub" in capsys.readouterr().err
+
+
+def test_lazy_splits_do_not_grow_with_the_dataset(tmp_path):
+    """🤗 splits stay datasets.Dataset objects decoded on access: loading, checking and normalising N or 4N series
+    holds the same Python memory (a materialised list of examples would hold 4 times as much)."""
+    import tracemalloc
+
+    from s4d_hf.training.data import normalize_splits
+
+    rng = np.random.default_rng(0)
+    for n in (100, 400):
+        Dataset.from_dict({"series": rng.standard_normal((n, 400)).astype(np.float32).tolist(),
+                           "label": [i % 3 for i in range(n)]}).save_to_disk(tmp_path / str(n))
+
+    def peak(n):
+        tracemalloc.start()
+        try:
+            splits = load_dataset_spec(str(tmp_path / str(n)), "time-series-classification", seed=0)
+            check_splits("time-series-classification", splits)
+            normalized, _ = normalize_splits("time-series-classification", splits)
+            assert normalized.train[0]["input_values"].shape == (400, 1)
+            return tracemalloc.get_traced_memory()[1], splits
+        finally:
+            tracemalloc.stop()
+
+    peak(100)  # first-use costs (imports, caches) out of the way
+    small, _ = peak(100)
+    large, splits = peak(400)
+    assert all(isinstance(s, Dataset) for s in (splits.train, splits.eval, splits.test))
+    assert len(splits.train) + len(splits.eval) + len(splits.test) == 400
+    # the 4N train split alone, materialised, is 320 * 400 float32 = 512 KB, several times the whole small peak
+    assert large < 1.5 * small, (small, large)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from s4d_hf.processing.feature_extraction_s4d import resample
-from s4d_hf.training.data.core import data_seed
+from s4d_hf.training.data.core import data_seed, take
 from s4d_hf.training.data.hf_datasets import hf_dataset_options
 from s4d_hf.training.data.loading import load_dataset_spec
 from s4d_hf.training.task_metrics import TaskMetrics
@@ -110,7 +110,7 @@ def evaluate_folder(folder, dataset: str | None = None, dataset_options: dict | 
         splits = load_dataset_spec(dataset, run_args["task"], seed=data_seed(run_args),
                                    builtin_options=dict(dataset_options or {}), dataset_args=dataset_args)
     task = run_args["task"]
-    examples = getattr(splits, split)[:max_samples]
+    examples = take(getattr(splits, split), 0, max_samples)
     if not examples:
         raise ValueError(f"the {split} split of {dataset or run_args['dataset']!r} is empty")
     if task == "causal-lm":
@@ -171,7 +171,7 @@ def predict_logits(folder, task: str, splits, examples, sampling_rate=None, rate
     outputs = []
     with progress(len(examples), "scoring") as update:
         for start in range(0, len(examples), BATCH):
-            batch = examples[start : start + BATCH]
+            batch = list(take(examples, start, start + BATCH))
             if task == "image-classification":
                 inputs = processor(images=[_image(ex, splits) for ex in batch], return_tensors="pt")
             elif task == "audio-classification":

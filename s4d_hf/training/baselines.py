@@ -14,10 +14,13 @@ selection, test for the number) and returns ``{"name": ..., metric: value}`` wit
 All are plain numpy/torch so that they run wherever the package runs.
 """
 
+import dataclasses
 import math
 
 import numpy as np
 import torch
+
+from .data.core import is_lazy
 
 
 def _stack(examples, length: int | None = None) -> np.ndarray:
@@ -175,4 +178,6 @@ BASELINES = {
 def run_baseline(task: str, splits) -> dict:
     if task not in BASELINES:
         raise ValueError(f"no baseline for task {task!r}; expected one of {', '.join(BASELINES)}")
+    if any(is_lazy(getattr(splits, name)) for name in ("train", "eval", "test")):  # the baselines stack every split
+        splits = dataclasses.replace(splits, train=list(splits.train), eval=list(splits.eval), test=list(splits.test))
     return BASELINES[task](splits)

@@ -16,7 +16,7 @@ from transformers import set_seed
 
 from s4d_hf.modeling import S4DConfig, S4DForCausalLM, S4DForSequenceClassification
 
-from .data.core import BYTE_VOCAB_SIZE, CLASSIFICATION_TASKS, DatasetSplits
+from .data.core import BYTE_VOCAB_SIZE, CLASSIFICATION_TASKS, DatasetSplits, map_examples
 
 
 # defaults of the model-size flags (when no --model is given)
@@ -166,15 +166,20 @@ def standardize_targets(splits: DatasetSplits) -> tuple[DatasetSplits, np.ndarra
     mean, std = y.mean(0), y.std(0)
     std = np.where(std < 1e-12, 1.0, std)
 
-    def scale(examples):
-        out = []
-        for ex in examples:
-            z = (np.asarray(ex["labels"], dtype=np.float64).reshape(-1) - mean) / std
-            out.append({**ex, "labels": float(z[0]) if np.ndim(ex["labels"]) == 0 else z.astype(np.float32)})
-        return out
+    scale = _TargetScale(mean, std)
+    return dataclasses.replace(splits, train=map_examples(splits.train, scale), eval=map_examples(splits.eval, scale),
+                               test=map_examples(splits.test, scale)), mean, std
 
-    return dataclasses.replace(splits, train=scale(splits.train), eval=scale(splits.eval),
-                               test=scale(splits.test)), mean, std
+
+class _TargetScale:
+    """One example with its regression labels standardised (a picklable callable for lazy splits)."""
+
+    def __init__(self, mean: np.ndarray, std: np.ndarray):
+        self.mean, self.std = mean, std
+
+    def __call__(self, ex: dict) -> dict:
+        z = (np.asarray(ex["labels"], dtype=np.float64).reshape(-1) - self.mean) / self.std
+        return {**ex, "labels": float(z[0]) if np.ndim(ex["labels"]) == 0 else z.astype(np.float32)}
 
 
 def fold_target_scale(W, b, mean: np.ndarray, std: np.ndarray, inverse: bool = False) -> None:

@@ -3,7 +3,8 @@ language-model data, splitting, checks and normalisation. Readers (:mod:`.user_f
 nothing here reads files.
 
 Every dataset, built-in or from a user path, arrives as a :class:`DatasetSplits`: three lists of examples plus
-metadata. An example is a dict of numpy arrays, raw (not normalised):
+metadata (🤗 Datasets sources: three lazy ``datasets.Dataset`` splits that decode on access, see :func:`is_lazy`).
+An example is a dict of numpy arrays, raw (not normalised):
 
 * audio-classification: ``{"input_values": (L, C) float32 waveform in [-1, 1], "labels": int}``,
   with ``sampling_rate`` set;
@@ -44,7 +45,11 @@ BYTE_VOCAB_SIZE = 256 + BYTE_OFFSET
 
 @dataclasses.dataclass
 class DatasetSplits:
-    """Train / eval / test examples (see the module docstring for their layout per task) and their metadata."""
+    """Train / eval / test examples (see the module docstring for their layout per task) and their metadata.
+
+    A split is a list of examples, or (🤗 Datasets sources, :mod:`.hf_datasets`) a lazy ``datasets.Dataset`` whose
+    transform decodes each example on access (:func:`is_lazy`): ``len()``, indexing and iteration work the same;
+    transform a split with :func:`map_examples`, slice it with :func:`take`."""
 
     train: list
     eval: list
@@ -268,19 +273,82 @@ def input_stats(examples: list) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.sqrt(np.maximum(sum_sq / count - mean * mean, 0.0))
 
 
-def fit_normalization(task: str, train: list) -> dict:
+def fit_normalization(task: str, train) -> dict:
     """Normalisation statistics from the TRAIN split only, the ones stored in the saved processor.
 
     time series: per-channel mean and (population) std over every time step of every train series;
     images: per-channel mean and std of the [0, 1] pixels; audio: none (each clip is normalised on its own);
-    causal-lm: none.
+    causal-lm: none. ``train``: a list of examples, or a lazy split (a ``datasets.Dataset`` whose transform decodes
+    the examples, see :func:`is_lazy`), read one example at a time in two passes (mean, then variance).
     """
     if task.startswith("time-series") or task == "image-classification":
-        x = np.concatenate([np.asarray(ex["input_values"], dtype=np.float64) for ex in train])
-        mean, std = x.mean(0), x.std(0)
+        if is_lazy(train):
+            mean, std = _streamed_mean_std(train)
+        else:
+            x = np.concatenate([np.asarray(ex["input_values"], dtype=np.float64) for ex in train])
+            mean, std = x.mean(0), x.std(0)
         std = np.where(std < 1e-8, 1.0, std)  # a constant channel stays centred, not divided by zero
         return {"mean": mean.astype(np.float32), "std": std.astype(np.float32)}
     return {}
+
+
+def _streamed_mean_std(examples) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and population std (float64) over every time step, one example in memory at a time."""
+    total, count = 0.0, 0
+    for ex in examples:
+        x = np.asarray(ex["input_values"], dtype=np.float64)
+        total = total + x.sum(0)
+        count += x.shape[0]
+    if not count:
+        raise ValueError("fit_normalization: the train split has no time steps")
+    mean = total / count
+    sum_sq = 0.0
+    for ex in examples:
+        d = np.asarray(ex["input_values"], dtype=np.float64) - mean
+        sum_sq = sum_sq + (d * d).sum(0)
+    return mean, np.sqrt(sum_sq / count)
+
+
+def is_lazy(examples) -> bool:
+    """A lazy split: a ``datasets.Dataset`` whose transform decodes its examples on access (the 🤗 Datasets reader,
+    :mod:`.hf_datasets`), not a list of examples. ``len()``, indexing and iteration give the same example dicts."""
+    return hasattr(examples, "with_transform") and hasattr(examples, "format")
+
+
+def map_examples(examples, fn):
+    """``fn(example) -> example`` over a split: a list gives a list; a lazy split (:func:`is_lazy`) gives the same
+    dataset with ``fn`` applied on access (nothing is decoded now)."""
+    if not is_lazy(examples):
+        return [fn(ex) for ex in examples]
+    transform = examples.format["format_kwargs"].get("transform") if examples.format["type"] == "custom" else None
+    if transform is None:
+        raise ValueError("map_examples: a datasets.Dataset split must carry its decoding transform (with_transform)")
+    return examples.with_transform(ChainedTransform(transform, fn))
+
+
+class ChainedTransform:
+    """A batch transform, then ``fn`` on each resulting example (picklable when ``fn`` is)."""
+
+    def __init__(self, transform, fn):
+        self.transform, self.fn = transform, fn
+
+    def __call__(self, batch: dict) -> dict:
+        out = self.transform(batch)
+        keys = list(out)
+        n = len(out[keys[0]]) if keys else 0
+        rows = [self.fn({k: out[k][i] for k in keys}) for i in range(n)]
+        if not rows:
+            return out
+        return {k: [row[k] for row in rows] for k in rows[0]}
+
+
+def take(examples, start: int = 0, stop: int | None = None):
+    """``examples[start:stop]`` for a list, or the same rows of a lazy split (still lazy)."""
+    if not is_lazy(examples):
+        return examples[start:stop]
+    n = len(examples)
+    stop = n if stop is None else min(stop, n)
+    return examples.select(range(min(start, stop), stop))
 
 
 def normalize_input(task: str, x: np.ndarray, stats: dict) -> np.ndarray:
@@ -298,11 +366,22 @@ def normalize_input(task: str, x: np.ndarray, stats: dict) -> np.ndarray:
 
 
 def normalize_splits(task: str, splits: DatasetSplits) -> tuple[DatasetSplits, dict]:
-    """Apply :func:`normalize_input` to every example, with statistics fitted on train; returns (splits, stats)."""
+    """Apply :func:`normalize_input` to every example, with statistics fitted on train; returns (splits, stats).
+    Lazy splits (:func:`is_lazy`) stay lazy: the normalisation is applied on access."""
     if task == "causal-lm":
         return splits, {}
     stats = fit_normalization(task, splits.train)
-    apply = lambda examples: [{**ex, "input_values": normalize_input(task, ex["input_values"], stats)}  # noqa: E731
-                              for ex in examples]
-    return dataclasses.replace(splits, train=apply(splits.train), eval=apply(splits.eval),
-                               test=apply(splits.test)), stats
+    normalize = _Normalize(task, stats)
+    return dataclasses.replace(splits, train=map_examples(splits.train, normalize),
+                               eval=map_examples(splits.eval, normalize),
+                               test=map_examples(splits.test, normalize)), stats
+
+
+class _Normalize:
+    """One example with :func:`normalize_input` applied (a picklable callable for lazy splits)."""
+
+    def __init__(self, task: str, stats: dict):
+        self.task, self.stats = task, stats
+
+    def __call__(self, ex: dict) -> dict:
+        return {**ex, "input_values": normalize_input(self.task, ex["input_values"], self.stats)}

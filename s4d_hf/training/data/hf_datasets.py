@@ -43,8 +43,13 @@ decodes with, is not needed). ``Image`` columns are decoded with Pillow and conv
 does (grayscale when every image is, else RGB; bilinear resize to ``image_size``; /255). Time series: (L,) or (L, C)
 (time first) per example. Text: each split's texts joined by newlines, as bytes, cut into ``block_size`` chunks.
 
-The examples are materialised (a list of numpy dicts per split): the :class:`~.core.DatasetSplits` container, its
-checks and the train-split normalisation statistics read every example. Only the selected examples are decoded.
+Lazy: each split is a ``datasets.Dataset`` (a :data:`LazySplit`) whose transform (``with_transform``) decodes an
+example when it is read, so a dataset larger than memory trains without being materialised; ``len()``, indexing
+and iteration give the same example dicts as the other readers' lists (see :func:`~.core.is_lazy`). Loading makes
+one pass over the selected inputs, one example at a time (the checks above; the audio rate, image size and
+channel count), and holds only the label columns. The container's checks, the train-split normalisation
+statistics and the normalisation itself stream over the split too (:func:`~.core.map_examples`). Causal-lm text is
+the exception: it is joined and cut into byte blocks in memory, as :func:`~.user_files.load_text` does.
 """
 
 from __future__ import annotations
@@ -389,8 +394,9 @@ def _label_column(task: str, features: dict, options: dict, where: str, split: s
                         ("label", "labels"), where, split)
 
 
-def _class_labels(task: str, column: str, parts: dict, where: str) -> tuple[dict, dict]:
-    """{role: (N,) int64 class indices} and id2label, from a ClassLabel, integer or string column."""
+def _class_labels(task: str, column: str, parts: dict, where: str) -> tuple[dict, dict, dict | None]:
+    """{role: (N,) int64 class indices}, id2label and {label value: class index} (None for a ClassLabel, whose
+    values are the indices), from a ClassLabel, integer or string column."""
     first = next(iter(parts.values())).features[column]
     kind = _feature_kind(first)
     if kind == "ClassLabel":
@@ -405,21 +411,23 @@ def _class_labels(task: str, column: str, parts: dict, where: str) -> tuple[dict
                 raise ValueError(f"{where}: label column {column!r}: label {int(bad[0])} ({role} split) is not one of "
                                  f"the ClassLabel's {len(names)} classes (-1 is an unlabelled example)")
             out[role] = y
-        return out, dict(enumerate(names))
+        return out, dict(enumerate(names)), None
     dtype = getattr(first, "dtype", None)
     if kind != "Value" or not (dtype == "string" or dtype == "large_string" or dtype == "bool"
                                or str(dtype).startswith(("int", "uint"))):
         raise ValueError(f"{where}: label column {column!r} is {first}; {task} needs a ClassLabel, integer or string "
                          "column (name another with --label-column-name)")
     roles = list(parts)
-    arrays = []
+    arrays, index = [], {}
     for role in roles:
         values = parts[role][column]
         if any(v is None for v in values):
             raise ValueError(f"{where}: label column {column!r} has empty labels in the {role} split")
         arrays.append(np.asarray(values))
     encoded, id2label = encode_class_labels(arrays, None, f"{where}: label column {column!r}")
-    return dict(zip(roles, encoded)), id2label
+    for role, codes in zip(roles, encoded):
+        index.update(zip(map(_Label.key, parts[role][column]), codes.tolist()))
+    return dict(zip(roles, encoded)), id2label, index
 
 
 def _regression_targets(column: str, parts: dict, where: str) -> dict:
@@ -494,105 +502,174 @@ def _resample(x: np.ndarray, rate: int, target: int) -> np.ndarray:
     return resample_poly(x, target // g, rate // g, axis=0).astype(np.float32)
 
 
-def _audio_inputs(parts: dict, column: str, options: dict, bases: list[Path], where: str) -> tuple[dict, int]:
+def _audio_decoder(parts: dict, column: str, options: dict, bases: list[Path], where: str
+                   ) -> tuple[dict, "_AudioInput", int, set]:
+    """({role: the split with its Audio column cast to Audio(decode=False)}, the decoder, the sampling rate, the
+    channel counts seen), after one pass over every clip (one at a time) that checks they decode at one rate."""
     import datasets
 
     feature = next(iter(parts.values())).features[column]
     target = options.get("audio_sampling_rate") or getattr(feature, "sampling_rate", None)
     mono = getattr(feature, "num_channels", None) == 1
-    out, rates = {}, {}
+    decoder = _AudioInput(column, bases, target, mono, where)
+    out, rates, channels = {}, {}, set()
     for role, ds in parts.items():
         if _feature_kind(ds.features[column]) == "Audio":
             ds = ds.cast_column(column, datasets.Audio(decode=False))
-        clips = []
-        for i, value in enumerate(ds[column]):
-            x, rate = _read_audio_value(value, bases, f"{where}: {role} example {i}, column {column!r}")
-            if mono and x.shape[1] > 1:
-                x = x.mean(1, keepdims=True)
-            if target and rate != target:
-                x, rate = _resample(x, rate, target), target
+        out[role] = ds
+        for i, row in enumerate(ds.select_columns([column])):
+            x, rate = decoder.decode(row, f"{where}: {role} example {i}, column {column!r}")
             rates.setdefault(rate, f"{role} example {i}")
-            clips.append(x)
-        out[role] = clips
+            channels.add(x.shape[1])
     if len(rates) > 1:
         seen = ", ".join(f"{r} Hz ({w})" for r, w in sorted(rates.items()))
         raise ValueError(f"{where}: audio column {column!r} has clips at mixed sampling rates ({seen}); decode them at "
                          "one rate with --audio-sampling-rate HZ (or cast the column with Audio(sampling_rate=HZ))")
-    return out, next(iter(rates)) if rates else target
+    return out, decoder, next(iter(rates)) if rates else target, channels
+
+
+class _AudioInput:
+    """A row's audio value -> (L, C) float32 at the decoding rate (mono when the feature says so)."""
+
+    def __init__(self, column, bases, target, mono, where):
+        self.column, self.bases, self.target, self.mono, self.where = column, bases, target, mono, where
+
+    def decode(self, row: dict, where: str) -> tuple[np.ndarray, int]:
+        x, rate = _read_audio_value(row[self.column], self.bases, where)
+        if self.mono and x.shape[1] > 1:
+            x = x.mean(1, keepdims=True)
+        if self.target and rate != self.target:
+            x, rate = _resample(x, rate, self.target), self.target
+        return x, rate
+
+    def __call__(self, row: dict) -> np.ndarray:
+        return self.decode(row, f"{self.where}: column {self.column!r}")[0]
 
 
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 
 
-def _image_inputs(parts: dict, column: str, image_size, where: str) -> tuple[dict, tuple[int, int]]:
+def _image_decoder(parts: dict, column: str, image_size, where: str) -> tuple["_ImageInput", tuple[int, int], set]:
     """Images -> (H*W, C) float32 in [0, 1], as :func:`~.user_files._read_images` (and the saved image processor):
-    grayscale when every image is, else RGB; bilinear resize to ``image_size``."""
-    from PIL import Image
-
-    out, sizes, any_colour = {}, set(), False
+    grayscale when every image is, else RGB; bilinear resize to ``image_size``. One pass over every image (one at a
+    time) checks them and finds the size and whether any is in colour."""
+    decoder = _ImageInput(column, image_size, where)
+    sizes, any_colour, channels = set(), False, set()
     for role, ds in parts.items():
-        arrays = []
-        for i, value in enumerate(ds[column]):
-            if isinstance(value, Image.Image):
-                im = value
-                im = im.convert("L" if im.mode in GRAY_MODES else "RGB")
-                if image_size is not None and im.size != (image_size[1], image_size[0]):
-                    im = im.resize((image_size[1], image_size[0]), Image.Resampling.BILINEAR)
-                a = np.asarray(im, dtype=np.float32) / np.float32(255)
-            else:  # an array column: (H, W) or (H, W, C), 8-bit or [0, 1]
-                a = np.asarray(value)
-                if a.ndim not in (2, 3) or a.dtype.kind not in "iuf":
-                    raise ValueError(f"{where}: {role} example {i}: image column {column!r} holds {a.dtype} "
-                                     f"{a.shape}; expected an Image feature or (H, W[, C]) numbers")
-                a = a.astype(np.float32) / (np.float32(255) if a.dtype.kind in "iu" else np.float32(1))
-                if image_size is not None and a.shape[:2] != tuple(image_size):
-                    raise ValueError(f"{where}: {role} example {i}: --image-size resizes Image features only; this "
-                                     f"array image is {a.shape[:2]}")
-            a = a.reshape(a.shape[0], a.shape[1], -1)
+        for i, row in enumerate(ds.select_columns([column])):
+            a = decoder.decode(row, f"{where}: {role} example {i}")
             any_colour |= a.shape[2] > 1
             sizes.add(a.shape[:2])
-            arrays.append(a)
-        out[role] = arrays
+            channels.add(a.shape[2])
     if len(sizes) > 1:
         raise ValueError(f"{where}: images have different sizes {sorted(sizes)[:4]}; pass --image-size HxW to resize "
                          "them")
-    for role, arrays in out.items():  # gray next to colour: as PIL's L -> RGB, the gray value in every channel
-        out[role] = [(np.repeat(a, 3, axis=2) if any_colour and a.shape[2] == 1 else a).reshape(-1, 3 if any_colour
-                     else a.shape[2]) for a in arrays]
-    return out, tuple(int(s) for s in next(iter(sizes)))
+    decoder.any_colour = any_colour  # gray next to colour: as PIL's L -> RGB, the gray value in every channel
+    return decoder, tuple(int(s) for s in next(iter(sizes))), ({3} if any_colour else channels)
 
 
-def _series_inputs(parts: dict, columns: list[str], where: str) -> dict:
-    out = {}
+class _ImageInput:
+    """A row's image -> (H*W, C) float32 in [0, 1] (C = 3 when any image of the dataset is in colour)."""
+
+    def __init__(self, column, image_size, where):
+        self.column, self.image_size, self.where, self.any_colour = column, image_size, where, False
+
+    def decode(self, row: dict, where: str) -> np.ndarray:
+        """(H, W, C) float32 in [0, 1], C as the image has it (1 or 3)."""
+        from PIL import Image
+
+        value, column, image_size = row[self.column], self.column, self.image_size
+        if isinstance(value, Image.Image):
+            im = value
+            im = im.convert("L" if im.mode in GRAY_MODES else "RGB")
+            if image_size is not None and im.size != (image_size[1], image_size[0]):
+                im = im.resize((image_size[1], image_size[0]), Image.Resampling.BILINEAR)
+            a = np.asarray(im, dtype=np.float32) / np.float32(255)
+        else:  # an array column: (H, W) or (H, W, C), 8-bit or [0, 1]
+            a = np.asarray(value)
+            if a.ndim not in (2, 3) or a.dtype.kind not in "iuf":
+                raise ValueError(f"{where}: image column {column!r} holds {a.dtype} {a.shape}; expected an Image "
+                                 "feature or (H, W[, C]) numbers")
+            a = a.astype(np.float32) / (np.float32(255) if a.dtype.kind in "iu" else np.float32(1))
+            if image_size is not None and a.shape[:2] != tuple(image_size):
+                raise ValueError(f"{where}: --image-size resizes Image features only; this array image is "
+                                 f"{a.shape[:2]}")
+        return a.reshape(a.shape[0], a.shape[1], -1)
+
+    def __call__(self, row: dict) -> np.ndarray:
+        a = self.decode(row, self.where)
+        return (np.repeat(a, 3, axis=2) if self.any_colour and a.shape[2] == 1 else a).reshape(
+            -1, 3 if self.any_colour else a.shape[2])
+
+
+class _SeriesInput:
+    """A row's series column(s) -> (L, C) float32 (time first; several univariate columns stacked as channels)."""
+
+    def __init__(self, columns, where):
+        self.columns, self.where = columns, where
+
+    def decode(self, row: dict, where: str) -> np.ndarray:
+        columns = self.columns
+        try:
+            channels = [np.asarray(row[c], dtype=np.float32) for c in columns]
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: series column(s) {columns} must hold numbers") from None
+        if len(channels) > 1:
+            if any(c.ndim != 1 for c in channels) or len({len(c) for c in channels}) > 1:
+                raise ValueError(f"{where}: columns {columns} must each hold one series of the same length")
+            x = np.stack(channels, axis=1)
+        else:
+            x = channels[0]
+            x = x[:, None] if x.ndim == 1 else x
+        if x.ndim != 2 or x.shape[0] < 1:
+            raise ValueError(f"{where}: a series must be (L,) or (L, C) (time first); got {x.shape}")
+        return x
+
+    def __call__(self, row: dict) -> np.ndarray:
+        return self.decode(row, self.where)
+
+
+def _check_series(parts: dict, decoder: _SeriesInput, where: str) -> set:
+    """One pass over every series (one at a time): they decode; the channel counts seen."""
+    channels = set()
     for role, ds in parts.items():
-        values = [ds[c] for c in columns]
-        series = []
-        for i in range(len(ds)):
-            try:
-                channels = [np.asarray(v[i], dtype=np.float32) for v in values]
-            except (TypeError, ValueError):
-                raise ValueError(f"{where}: {role} example {i}: series column(s) {columns} must hold numbers") from None
-            if len(channels) > 1:
-                if any(c.ndim != 1 for c in channels) or len({len(c) for c in channels}) > 1:
-                    raise ValueError(f"{where}: {role} example {i}: columns {columns} must each hold one series of "
-                                     "the same length")
-                x = np.stack(channels, axis=1)
-            else:
-                x = channels[0]
-                x = x[:, None] if x.ndim == 1 else x
-            if x.ndim != 2 or x.shape[0] < 1:
-                raise ValueError(f"{where}: {role} example {i}: a series must be (L,) or (L, C) (time first); got "
-                                 f"{x.shape}")
-            series.append(x)
-        out[role] = series
-    return out
+        for i, row in enumerate(ds.select_columns(decoder.columns)):
+            channels.add(decoder.decode(row, f"{where}: {role} example {i}").shape[1])
+    return channels
 
 
-def _check_channels(inputs: dict, where: str) -> int:
-    channels = {x.shape[1] for examples in inputs.values() for x in examples}
-    if len(channels) > 1:
-        raise ValueError(f"{where}: input_dim mismatch: examples have {sorted(channels)} channels; expected one count")
-    return channels.pop()
+class _Label:
+    """A row's label value -> the example's label: a class index (ClassLabel value, or the index of an int/str
+    label), or a regression target (a float, or a (T,) float32 array)."""
+
+    def __init__(self, column: str, classes: dict | None, regression: bool):
+        self.column, self.classes, self.regression = column, classes, regression
+
+    @staticmethod
+    def key(value):
+        return str(value) if isinstance(value, str) else int(value)
+
+    def __call__(self, row: dict):
+        value = row[self.column]
+        if self.regression:
+            y = np.asarray(value, dtype=np.float32)
+            return y.item() if y.ndim == 0 else y
+        return self.classes[self.key(value)] if self.classes is not None else int(value)
+
+
+class _Decode:
+    """The decoding transform of a lazy split (``Dataset.with_transform``): a batch of rows -> the examples
+    ``{"input_values": (L, C) float32, "labels": ...}`` the other readers hold in lists."""
+
+    def __init__(self, inputs, label: _Label):
+        self.inputs, self.label = inputs, label
+
+    def __call__(self, batch: dict) -> dict:
+        keys = list(batch)
+        n = len(batch[keys[0]]) if keys else 0
+        rows = [{k: batch[k][i] for k in keys} for i in range(n)]
+        return {"input_values": [self.inputs(row) for row in rows], "labels": [self.label(row) for row in rows]}
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # The loader
@@ -658,9 +735,9 @@ def _to_splits(spec, task, seed, available, bases, options, block_size, image_si
         return _text_splits(parts, input_columns[0], seed, block_size or 256, limits, metadata)
 
     if task in CLASSIFICATION_TASKS:
-        labels, id2label = _class_labels(task, label_column, parts, where)
+        labels, id2label, class_index = _class_labels(task, label_column, parts, where)
     else:
-        labels, id2label = _regression_targets(label_column, parts, where), None
+        labels, id2label, class_index = _regression_targets(label_column, parts, where), None, None
     indices = {role: np.arange(len(ds)) for role, ds in parts.items()}
     missing = [role for role in ("val", "test") if role not in parts]
     if missing:  # carved as the user-file readers do (user_files._assemble)
@@ -679,23 +756,48 @@ def _to_splits(spec, task, seed, available, bases, options, block_size, image_si
     for offset, role in enumerate(("train", "val", "test")):
         indices[role] = _subset(indices[role], limits[offset], seed + offset)
     selected = {role: available[sources[role]].select(indices[role]) for role in ("train", "val", "test")}
-    targets = {role: labels["train" if chosen[role] is None else role][indices[role]]
-               for role in ("train", "val", "test")}
     if task == "audio-classification":
-        inputs, sampling_rate = _audio_inputs(selected, input_columns[0], options, bases, where)
-        metadata["sampling_rate"] = sampling_rate
+        selected, inputs, metadata["sampling_rate"], channels = _audio_decoder(selected, input_columns[0], options,
+                                                                               bases, where)
     elif task == "image-classification":
-        inputs, metadata["image_size"] = _image_inputs(selected, input_columns[0], image_size, where)
+        inputs, metadata["image_size"], channels = _image_decoder(selected, input_columns[0], image_size, where)
     else:
-        inputs = _series_inputs(selected, input_columns, where)
-    input_dim = _check_channels(inputs, where)
-
-    def examples(role):
-        y = targets[role]
-        return [{"input_values": x, "labels": (v.item() if np.ndim(v) == 0 else v)} for x, v in zip(inputs[role], y)]
-
-    return DatasetSplits(train=examples("train"), eval=examples("val"), test=examples("test"), id2label=id2label,
+        inputs = _SeriesInput(input_columns, where)
+        channels = _check_series(selected, inputs, where)
+    if len(channels) > 1:
+        raise ValueError(f"{where}: input_dim mismatch: examples have {sorted(channels)} channels; expected one count")
+    input_dim = channels.pop()
+    label = _Label(label_column, None if task == "time-series-regression" else class_index,
+                   task == "time-series-regression")
+    decode = _Decode(inputs, label)
+    columns = list(dict.fromkeys(input_columns + [label_column]))
+    lazy = {role: _as_lazy_split(ds.with_transform(decode, columns=columns)) for role, ds in selected.items()}
+    return DatasetSplits(train=lazy["train"], eval=lazy["val"], test=lazy["test"], id2label=id2label,
                          input_dim=input_dim, **metadata)
+
+
+LazySplit = None  # the datasets.Dataset subclass of lazy splits, made on first use (datasets is optional)
+
+
+def _as_lazy_split(ds):
+    """``ds`` (a ``datasets.Dataset`` with its decoding transform) as a :data:`LazySplit`: a ``datasets.Dataset``
+    that also concatenates like a list (``split + other`` is the list of both splits' examples)."""
+    global LazySplit
+    if LazySplit is None:
+        import datasets
+
+        class LazySplit(datasets.Dataset):  # noqa: F811 (module-level once made, so it pickles)
+            """A split of decoded examples: ``datasets.Dataset`` with a decoding transform; ``+`` as a list."""
+
+            def __add__(self, other):
+                return list(self) + list(other)
+
+            def __radd__(self, other):
+                return list(other) + list(self)
+
+        LazySplit.__module__, LazySplit.__qualname__ = __name__, "LazySplit"
+    ds.__class__ = LazySplit
+    return ds
 
 
 def _text_splits(parts, column, seed, block_size, limits, metadata) -> DatasetSplits:
