@@ -113,16 +113,9 @@ def _register_tokenizer() -> None:
 
 
 def _register_pipelines() -> None:
-    from transformers import AutoModelForSequenceClassification
-    from transformers.pipelines import PIPELINE_REGISTRY
+    from .pipelines import register_pipelines
 
-    from .pipelines import TimeSeriesClassificationPipeline
-
-    PIPELINE_REGISTRY.register_pipeline(
-        "time-series-classification",
-        pipeline_class=TimeSeriesClassificationPipeline,
-        pt_model=AutoModelForSequenceClassification,
-    )
+    register_pipelines()
 
 
 def __getattr__(name: str):

@@ -74,18 +74,17 @@ class _RealConvolutionMixer(nn.Module):
 
     def __init__(self, layer: nn.Module, rate: float):
         super().__init__()
+        if layer.l_max is not None:
+            raise ValueError("ONNX export of a model with l_max (a truncated kernel) is not supported")
         self.layer = layer
         with torch.no_grad():
             C, log_dA, dB = layer.kernel.discrete_parameters(rate)
             self.register_buffer("CB", torch.view_as_real((C * dB).to(torch.complex64)).clone())
             self.register_buffer("log_dA", torch.view_as_real(log_dA.to(torch.complex64)).clone())
-        self.rate = rate
 
     def forward(self, hidden_states: torch.Tensor, rate: float = 1.0, **kwargs):
         layer = self.layer
         u = hidden_states.float().transpose(1, 2)  # (B, H, L)
-        if layer.l_max is not None:
-            raise ValueError("ONNX export of a model with l_max (a truncated kernel) is not supported")
         K = real_kernel(self.CB, self.log_dA, u.shape[-1])
         y = direct_conv(u, K, layer.bidirectional)
         return layer._ssm_output(y, u, hidden_states.dtype), None
@@ -120,7 +119,7 @@ class DecoderStepForExport(nn.Module):
             u = block.norm(hidden[:, None])[:, 0] if block.prenorm else hidden
             mixer = block.mixer
             y, s = real_step(u.float(), state[i], getattr(self, f"dA_{i}"), getattr(self, f"dB_{i}"),
-                                   getattr(self, f"W_{i}"))
+                             getattr(self, f"W_{i}"))
             states.append(s)
             y = y + mixer.D.float() * u.float()[:, None]  # (B, C, H)
             hidden = hidden + mixer._output(y.flatten(1), hidden.dtype)

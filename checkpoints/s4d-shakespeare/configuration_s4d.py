@@ -233,9 +233,8 @@ class S4DConfig(PreTrainedConfig):
             )
         if not 0 <= self.dropout < 1:
             raise ValueError(f"S4DConfig.dropout must be in [0, 1); got {self.dropout}")
-        for field in ("layer_norm_eps",):
-            if not getattr(self, field) > 0:
-                raise ValueError(f"S4DConfig.{field} must be positive; got {getattr(self, field)}")
+        if not self.layer_norm_eps > 0:
+            raise ValueError(f"S4DConfig.layer_norm_eps must be positive; got {self.layer_norm_eps}")
         for field in ("initializer_range", "ssm_lr", "ssm_weight_decay"):
             if not getattr(self, field) >= 0:
                 raise ValueError(f"S4DConfig.{field} must be >= 0; got {getattr(self, field)}")

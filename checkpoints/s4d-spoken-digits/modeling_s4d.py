@@ -94,6 +94,11 @@ def check_attention_mask_values(attention_mask: torch.Tensor, length: int | None
         raise ValueError(f"attention_mask row {row} has no valid position (all 0): there is nothing to classify")
 
 
+def _is_integer(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor`` holds integers (not float, complex or bool): what token ids and class indices need."""
+    return not (tensor.dtype.is_floating_point or tensor.dtype.is_complex or tensor.dtype == torch.bool)
+
+
 def _batch_size(*inputs) -> int | None:
     """The batch size of the first tensor given (None when there is none: the backbone then says what is missing)."""
     for x in inputs:
@@ -284,7 +289,7 @@ class S4DModel(S4DPreTrainedModel):
                                  f"pass input_values of shape (batch, length, {self.config.input_dim})")
             if x.dim() != 2:
                 raise ValueError(f"input_ids must have shape (batch, length); got {tuple(x.shape)}")
-            if x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == torch.bool:
+            if not _is_integer(x):
                 raise ValueError(f"input_ids must hold integer token ids (torch.long); got dtype {x.dtype}")
             vocab = self.embeddings.num_embeddings
             if values_checkable(x) and ((x < 0) | (x >= vocab)).any():  # on an accelerator: the device's own assert
@@ -523,7 +528,7 @@ class S4DForSequenceClassification(S4DPreTrainedModel):
         config, n = self.config, self.config.num_labels
         if not isinstance(labels, torch.Tensor):
             raise TypeError(f"labels must be a torch tensor; got {type(labels).__name__}")
-        integer = not (labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool)
+        integer = _is_integer(labels)
         if labels.dtype.is_complex:
             raise ValueError(f"labels must be real numbers; got dtype {labels.dtype}")
         problem_type = config.problem_type
@@ -672,7 +677,7 @@ class S4DForCausalLM(S4DPreTrainedModel, GenerationMixin):
         values (a host-device sync on an accelerator), so it runs only when labels are given."""
         if not isinstance(labels, torch.Tensor):
             raise TypeError(f"labels must be a torch tensor of token ids; got {type(labels).__name__}")
-        if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        if not _is_integer(labels):
             raise ValueError(f"labels must hold integer token ids (torch.long) or {ignore_index}; got dtype "
                              f"{labels.dtype}")
         if isinstance(inputs, torch.Tensor) and inputs.dim() >= 2:

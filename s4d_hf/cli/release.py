@@ -19,7 +19,7 @@ from s4d_hf.cli.common import UsageError, check_data_file, check_folder, check_m
 from s4d_hf.cli.evaluate import check_run_folder
 from s4d_hf.cli.options import COUNT, add_dataset_arguments
 from s4d_hf.hub.evaluation import plain_output_when_logged, read_run_args
-from s4d_hf.hub.own_training import baseline_own, check_processor, release_own_training
+from s4d_hf.hub.own_training import baseline_own, release_own_training
 from s4d_hf.hub.release import baseline, release
 from s4d_hf.training.data.core import TASKS
 from s4d_hf.training.data.hf_datasets import hf_dataset_options
@@ -116,8 +116,6 @@ def _run_own(folder: Path, args: argparse.Namespace) -> int:
         if args.baseline_only:
             print(json.dumps(baseline_own(args.dataset, args.task, dataset_args), sort_keys=True))
             return 0
-        if args.task is not None:
-            check_processor(folder, args.task)  # before any data is read
         info = release_own_training(folder, task=args.task, dataset=args.dataset, dataset_args=dataset_args,
                                     info=info, dataset_id=args.dataset_id, command=args.training_command)
     base = info["baseline"]["value"] if info.get("baseline") else None

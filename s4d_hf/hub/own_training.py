@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from s4d_hf.hub.cards import PROCESSOR_FILES, card_task, shown_folder, write_model_card
+from s4d_hf.hub.cards import PROCESSOR_FILES, TRAINING_TASK_TO_CARD, card_task, shown_folder, write_model_card
 from s4d_hf.hub.evaluation import note
 from s4d_hf.hub.release import _draw_plots, _test_metrics, main_metric
 from s4d_hf.hub.remote_code import make_portable
@@ -135,7 +135,7 @@ def _training_task(card_value) -> str:
     if not isinstance(card_value, str):
         raise ValueError("--info without --dataset must give 'task' (e.g. \"time-series-classification\"), "
                          "'metrics' and 'dataset'; see s4d_hf/hub/cards.py for the keys")
-    return {"text-generation": "causal-lm"}.get(card_value, card_value)
+    return {card: task for task, card in TRAINING_TASK_TO_CARD.items()}.get(card_value, card_value)
 
 
 def _measure(folder: Path, task: str, dataset: str, splits) -> tuple[dict, np.ndarray | None]:

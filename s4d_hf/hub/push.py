@@ -50,11 +50,6 @@ def is_pickle(name: str) -> bool:
     return name.lower().endswith(PICKLE_SUFFIXES)
 
 
-def files_to_upload(folder: Path) -> list[str]:
-    """Relative paths of the files to upload: :func:`folder_files` without the pickle files."""
-    return [f for f in folder_files(folder) if not is_pickle(f)]
-
-
 def pickle_notice(name: str) -> str:
     """The one line ``push`` prints for a pickle file it leaves out."""
     return (f"  note  leaving out {name}: a pickle file (loading it can run arbitrary code); model.safetensors holds "

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from s4d_hf.hub import plots
-from s4d_hf.hub.cards import write_model_card
+from s4d_hf.hub.cards import card_task, write_model_card
 from s4d_hf.hub.evaluation import (
     evaluate_folder,
     note,
@@ -36,9 +36,6 @@ from s4d_hf.staging import staged_folder
 from s4d_hf.training.baselines import run_baseline
 from s4d_hf.training.data.builtin import REGISTRY, RELEASE_HARDWARE
 from s4d_hf.training.data.core import CLASSIFICATION_TASKS
-
-TASK_TO_CARD = {"causal-lm": "text-generation"}
-
 
 def baseline(folder) -> dict:
     """The classic baseline for the run's task on the run's own splits (fit on train+eval, scored on test)."""
@@ -136,7 +133,7 @@ def _card_info(folder: Path, run_args: dict, splits, metrics: dict, base: dict, 
         f"Trained and tested on {dataset} only ({len(splits.test)} test examples); other data is untested."]
     return {
         "model_name": folder.name,
-        "task": TASK_TO_CARD.get(task, task),
+        "task": card_task(task),
         "dataset": {
             "id": dataset_id or dataset,
             "name": dataset,

@@ -16,9 +16,6 @@ from pathlib import Path
 
 from .push import REPO_ID, PushResult, push_folder, scrub
 
-HUB_ARGS = ("push_to_hub", "hub_model_id", "hub_private_repo")
-
-
 @dataclasses.dataclass
 class HubTarget:
     """Where a run's folder goes: the checked repository id, the token (never printed) and the visibility."""
