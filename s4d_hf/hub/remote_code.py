@@ -28,6 +28,7 @@ import re
 import shutil
 from pathlib import Path
 
+from ..processing import saved_processor_name
 from ..staging import write_atomically
 
 PACKAGE = Path(__file__).resolve().parents[1]
@@ -83,9 +84,7 @@ def processor_class(folder: str | os.PathLike) -> str | None:
     folder = Path(folder)
     if (folder / "preprocessor_config.json").is_file():
         saved = _read_json(folder / "preprocessor_config.json")
-        name = saved.get("feature_extractor_type") or saved.get("image_processor_type") or \
-            (saved.get("auto_map") or {}).get("AutoProcessor", "").split(".")[-1]
-        return name or None
+        return saved_processor_name(saved) or None
     if (folder / "tokenizer_config.json").is_file():
         return _read_json(folder / "tokenizer_config.json").get("tokenizer_class")
     return None

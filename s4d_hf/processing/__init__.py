@@ -46,6 +46,14 @@ def byte_tokenizer():
 _PROCESSOR_CLASSES = ("S4DFeatureExtractor", "S4DTimeSeriesProcessor", "S4DImageProcessor")
 
 
+def saved_processor_name(saved: dict) -> str:
+    """The processor class a ``preprocessor_config.json`` names: its ``feature_extractor_type`` /
+    ``image_processor_type``, or (the image processor is saved without a type) its ``AutoProcessor`` entry; "" if
+    none."""
+    return saved.get("feature_extractor_type") or saved.get("image_processor_type") or \
+        (saved.get("auto_map") or {}).get("AutoProcessor", "").split(".")[-1]
+
+
 class S4DProcessorLoader:
     """What ``AutoProcessor`` loads for an S4D folder where s4d-hf is installed (registered for S4DConfig): the
     folder's own processor, chosen from its saved files. S4D folders hold one processor, of one of four kinds, so
@@ -67,8 +75,7 @@ class S4DProcessorLoader:
         if found is not None:
             with open(found, encoding="utf-8") as f:
                 saved = json.load(f)
-            name = saved.get("feature_extractor_type") or saved.get("image_processor_type") or \
-                (saved.get("auto_map") or {}).get("AutoProcessor", "").split(".")[-1]
+            name = saved_processor_name(saved)
             processor_class = getattr(sys.modules[__name__], name) if name in _PROCESSOR_CLASSES else None
             if processor_class is None:
                 raise ValueError(f"{pretrained_model_name_or_path}: preprocessor_config.json names no S4D processor "
@@ -84,6 +91,7 @@ __all__ = [
     "S4DImageProcessor",
     "S4DByteTokenizer",
     "S4DProcessorLoader",
+    "saved_processor_name",
     "byte_tokenizer",
     "BYTE_VOCAB_SIZE",
 ]
