@@ -156,12 +156,21 @@ def quantile_bins(y: np.ndarray, n_bins: int = 5) -> np.ndarray:
     return np.digitize(y, edges)
 
 
-def subsample(examples: list, n: int | None, seed: int) -> list:
-    """A seeded random subset of `n` examples, kept in their original order (all of them if n is None)."""
+def subsample(examples, n: int | None, seed: int):
+    """A seeded random subset of `n` examples (a list, or an array of indices), kept in their original order (all of
+    them if n is None)."""
     if n is None or n >= len(examples):
         return examples
     keep = np.sort(np.random.default_rng(seed).permutation(len(examples))[:n])
-    return [examples[i] for i in keep]
+    return examples[keep] if isinstance(examples, np.ndarray) else [examples[i] for i in keep]
+
+
+def subsample_splits(splits: DatasetSplits, limits: dict, seed: int) -> DatasetSplits:
+    """``max_train_samples`` / ``max_eval_samples`` / ``max_test_samples`` in ``limits``: a seeded subset of that
+    split (seeds seed, seed + 1, seed + 2), in place; returns ``splits``."""
+    for offset, split in enumerate(SPLIT_NAMES):
+        setattr(splits, split, subsample(getattr(splits, split), limits.get(f"max_{split}_samples"), seed + offset))
+    return splits
 
 # ----------------------------------------------------------------------------------------------------------------
 # Checks (before any training)

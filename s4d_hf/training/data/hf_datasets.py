@@ -72,6 +72,7 @@ from .core import (
     TEST_FRACTION,
     DatasetSplits,
     split_indices,
+    subsample,
     text_to_ids,
 )
 from .user_files import encode_class_labels
@@ -675,14 +676,6 @@ class _Decode:
 # The loader
 # ----------------------------------------------------------------------------------------------------------------
 
-def _subset(indices: np.ndarray, n: int | None, seed: int) -> np.ndarray:
-    """A seeded random subset of n indices in their order (as :func:`~.core.subsample`)."""
-    if n is None or n >= len(indices):
-        return indices
-    keep = np.sort(np.random.default_rng(seed).permutation(len(indices))[:n])
-    return indices[keep]
-
-
 def _quiet_progress():
     """datasets' progress bars off while stderr is a log file (restored by the returned function)."""
     import datasets
@@ -754,7 +747,7 @@ def _to_splits(spec, task, seed, available, bases, options, block_size, image_si
     sources = {"val": chosen["val"] or chosen["train"], "test": chosen["test"] or chosen["train"],
                "train": chosen["train"]}
     for offset, role in enumerate(("train", "val", "test")):
-        indices[role] = _subset(indices[role], limits[offset], seed + offset)
+        indices[role] = subsample(indices[role], limits[offset], seed + offset)
     selected = {role: available[sources[role]].select(indices[role]) for role in ("train", "val", "test")}
     if task == "audio-classification":
         selected, inputs, metadata["sampling_rate"], channels = _audio_decoder(selected, input_columns[0], options,
@@ -826,8 +819,6 @@ def _text_splits(parts, column, seed, block_size, limits, metadata) -> DatasetSp
 
     out = {}
     for offset, role in enumerate(("train", "val", "test")):
-        chunks = chunk(ids[role])
-        keep = _subset(np.arange(len(chunks)), limits[offset], seed + offset)
-        out[role] = [chunks[i] for i in keep]
+        out[role] = subsample(chunk(ids[role]), limits[offset], seed + offset)
     return DatasetSplits(train=out["train"], eval=out["val"], test=out["test"], vocab_size=BYTE_VOCAB_SIZE,
                          **metadata)

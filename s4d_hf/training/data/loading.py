@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import builtin
-from .core import SPLIT_NAMES, TASKS, DatasetSplits, subsample, with_image_size
+from .core import TASKS, DatasetSplits, subsample_splits, with_image_size
 from .hf_datasets import SUBSET_ARGS, HubDatasetUnavailable, check_dataset_args, hf_source, load_hf_dataset
 from .user_files import load_csv, load_folder, load_npz, load_text
 
@@ -71,10 +71,7 @@ def _load_dataset_spec(spec, task, seed, block_size, image_size, builtin_options
         raise ValueError(f"{_flags(not_for_files)}: only for 🤗 datasets (a save_to_disk folder, .parquet/.arrow/.json "
                          f"files, a builder, a Hub id); {spec} is read by the package's own reader")
     splits = _load_user_files(spec, path, task, seed, block_size, image_size)
-    for offset, split in enumerate(SPLIT_NAMES):  # --max-*-samples, as the built-ins do it
-        limit = hf_args.get(f"max_{'test' if split == 'test' else split}_samples")
-        setattr(splits, split, subsample(getattr(splits, split), limit, seed + offset))
-    return splits
+    return subsample_splits(splits, hf_args, seed)  # --max-*-samples, as the built-ins do it
 
 
 def _flags(names) -> str:

@@ -38,7 +38,7 @@ import dataclasses
 import inspect
 from typing import Callable
 
-from ..core import SPLIT_NAMES, DatasetSplits, subsample
+from ..core import DatasetSplits, subsample_splits
 from . import fashion_mnist, shakespeare, spoken_digits, ucr
 from .common import DatasetNotInstalledError, as_int
 
@@ -121,8 +121,4 @@ def load_builtin(name: str, task: str | None = None, seed: int = 0, **options) -
     if unknown:
         raise ValueError(f"unknown option(s) {unknown} for dataset {name!r}; expected some of {accepted}")
     limits = {k: as_int(k, options.pop(k), 1, allow_none=True) for k in _SUBSET_OPTIONS if k in options}
-    splits = entry.load(seed, **options)
-    for offset, split in enumerate(SPLIT_NAMES):
-        limit = limits.get(f"max_{'test' if split == 'test' else split}_samples")
-        setattr(splits, split, subsample(getattr(splits, split), limit, seed + offset))
-    return splits
+    return subsample_splits(entry.load(seed, **options), limits, seed)
