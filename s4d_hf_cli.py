@@ -21,6 +21,7 @@ COMMANDS = {
     "train": ("s4d_hf.cli.train", "fine-tune S4D on audio, image, time-series or text data (Trainer or Accelerate)"),
     "push": ("s4d_hf.cli.push", "check a checkpoint folder and upload it to the Hugging Face Hub"),
     "evaluate": ("s4d_hf.cli.evaluate", "recompute a checkpoint folder's test metrics (JSON on the last line)"),
+    "baseline": ("s4d_hf.cli.baseline", "train and test a same-size Transformer with an S4D run's data and budget"),
     "release": ("s4d_hf.cli.release", "measure a trained folder (test metrics, baseline, plots) and write its card"),
     "convert": ("s4d_hf.cli.convert", "convert a state-spaces/s4 S4D checkpoint into a verified Hugging Face folder"),
     "remote-code": ("s4d_hf.cli.remote_code", "refresh a saved folder's code copies, auto_map and custom_pipelines"),

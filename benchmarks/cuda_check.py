@@ -6,7 +6,7 @@
    bf16-sized tolerance): the kernel K, the convolution (forward and input/parameter gradients), state forwarding,
    the recurrent step and the in-place decoding step, a classifier's logits, and ``generate()`` (greedy tokens
    equal, and the CUDA cache path equal to the CUDA full forward).
-2. Benchmarks: ``benchmarks/run.py --device cuda`` for the block (fp32 and bf16 autocast) and decoding sections,
+2. Benchmarks: ``benchmarks/run.py --device cuda`` for the block and versus (fp32 and bf16 autocast) and decoding sections,
    with smaller repeat counts (the GPU timings synchronise; memory is ``torch.cuda.max_memory_allocated``).
 
 Exits with status 1 if a check fails, 2 when no CUDA device is visible. Not run in CI.
@@ -48,8 +48,8 @@ def checks(device: str) -> list[tuple[str, float, float]]:
         with torch.no_grad():
             compare(f"kernel L={L}", gpu.kernel.kernel(L), cpu.kernel.kernel(L), 1e-4)
     x = torch.randn(2, 1000, 64)
-    xg = x.to(device).requires_grad_()
     xc = x.clone().requires_grad_()
+    xg = x.to(device).requires_grad_()
     yg, _ = gpu(xg)
     yc, _ = cpu(xc)
     compare("convolution forward", yg, yc, 1e-4)
@@ -117,8 +117,8 @@ def main(argv=None) -> int:
         for autocast in ("none", "bf16"):
             out = args.out.with_name(f"cuda_run_{autocast}.json")
             command = [sys.executable, str(REPO / "benchmarks" / "run.py"), "--device", "cuda", "--autocast", autocast,
-                       "--sections", "block,decode" if autocast == "none" else "block", "--repeats", "3",
-                       "--decode-rounds", "3", "--out", str(out)]
+                       "--sections", "block,decode,versus" if autocast == "none" else "block,versus",
+                       "--repeats", "3", "--decode-rounds", "3", "--versus-max-gb", "100", "--out", str(out)]
             print("$", " ".join(command), flush=True)
             done = subprocess.run(command, cwd=REPO)
             results[f"run_{autocast}"] = {"command": " ".join(command), "returncode": done.returncode,

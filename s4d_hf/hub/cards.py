@@ -61,6 +61,16 @@ Optional keys::
     plots          list[{file, caption}]  PNG files in the folder to embed; default: every *.png in the folder
     extra_results  list[{name, description, metrics: {type: float}}]  further evaluations (another test set, another
                           sampling rate), shown in the card body only: the model-index holds the test split alone
+    transformer_baseline  dict  a same-size Transformer trained with the run's data and budget (`s4d-hf baseline`,
+                          built by s4d_hf.hub.release from transformer_baseline.json): with it, the card has a
+                          three-way table S4D | Transformer | `baseline` (the classic one). Keys:
+        name, metric, value, command  as `baseline` (metric: one of `metrics`)
+        params       int    the Transformer's non-embedding parameters
+        training_time, peak_memory, hardware  str  its measured training wall time, peak memory (None: not
+                            recorded) and the machine it ran on
+        description  str    how it was built and trained
+        s4d          dict   the S4D row: params (int, non-embedding, counted the same way), training_time and
+                            peak_memory (str, or None where the run did not record it), hardware (str or None)
     method_comparisons  list[{name, metric, steps, arms, seeds, model, command}]  PTD/SPT comparison rows from
                           benchmarks/methods_results.json (`s4d-hf release --methods`), shown in the card body only
     n_params       int    if given, must equal the count read from model.safetensors
@@ -218,6 +228,7 @@ def check_info(folder, info: dict) -> dict:
         info["dataset"] = None
     info["metrics"] = _check_metrics(info["metrics"])
     info["baseline"] = _check_baseline(info["baseline"], info["metrics"])
+    info["transformer_baseline"] = _check_transformer_baseline(info.get("transformer_baseline"), info["metrics"])
 
     limitations = info["limitations"]
     if isinstance(limitations, str) or not isinstance(limitations, list) or not limitations \
@@ -284,6 +295,34 @@ def _check_baseline(baseline, metrics: dict | None) -> dict | None:
         _fail("baseline.metric", baseline["metric"], f"one of the card's metrics {list(metrics or {})}")
     baseline["value"] = _number(baseline["value"], "baseline.value")
     return baseline
+
+
+def _check_transformer_baseline(transformer, metrics: dict | None) -> dict | None:
+    if transformer is None:
+        return None
+    keys = (*BASELINE_KEYS, "params", "training_time", "hardware", "description", "s4d")
+    if not isinstance(transformer, dict) or any(k not in transformer for k in keys):
+        _fail("transformer_baseline", transformer, f"a dict with keys {list(keys)}, or None")
+    out = _check_baseline({k: v for k, v in transformer.items() if k in BASELINE_KEYS}, metrics)
+    for key in ("training_time", "hardware", "description"):
+        out[key] = _text(transformer, key, "transformer_baseline.")
+    peak = transformer.get("peak_memory")
+    out["peak_memory"] = None if peak is None else _text(transformer, "peak_memory", "transformer_baseline.")
+    out["params"] = _count(transformer["params"], "transformer_baseline.params")
+    s4d = transformer["s4d"]
+    if not isinstance(s4d, dict) or "params" not in s4d:
+        _fail("transformer_baseline.s4d", s4d, "a dict with 'params' and optional 'training_time', 'peak_memory', "
+              "'hardware'")
+    out["s4d"] = {"params": _count(s4d["params"], "transformer_baseline.s4d.params"),
+                  **{k: None if s4d.get(k) is None else _text(s4d, k, "transformer_baseline.s4d.")
+                     for k in ("training_time", "peak_memory", "hardware")}}
+    return out
+
+
+def _count(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        _fail(name, value, "a parameter count (a non-negative integer)")
+    return int(value)
 
 
 def _check_extra_results(extra) -> list[dict]:

@@ -10,6 +10,11 @@ It measures everything the card states, with the commands the card names:
    eigenvalues dt·A;
 4. further evaluations given with ``--extra NAME:KIND[:ARG]`` (audio: ``real`` = the recorded digits,
    ``rate:HZ`` = clips at another sampling rate, once with the processor's ``rate`` policy and once resampled);
+5. when the folder holds ``transformer_baseline.json`` (written by ``s4d-hf baseline FOLDER``,
+   :mod:`s4d_hf.training.transformer_baseline`): a three-way table S4D | same-size Transformer | classic baseline
+   with the metric, non-embedding parameters, training wall time and peak memory. That file must be a full-budget
+   run (not ``--max-steps``) of this very run (its recorded S4D command equals training_args.json's), else release
+   refuses it;
 
 then renders README.md with :func:`s4d_hf.hub.cards.write_model_card`, and writes the numbers to ``release.json``.
 The folder changes all at once (:func:`s4d_hf.staging.staged_folder`): a release that fails leaves it as it was.
@@ -36,6 +41,7 @@ from s4d_hf.staging import staged_folder
 from s4d_hf.training.baselines import run_baseline
 from s4d_hf.training.data.builtin import REGISTRY, RELEASE_HARDWARE
 from s4d_hf.training.data.core import CLASSIFICATION_TASKS
+from s4d_hf.training.transformer_baseline import OUTPUT_NAME as TRANSFORMER_BASELINE
 
 def baseline(folder) -> dict:
     """The classic baseline for the run's task on the run's own splits (fit on train+eval, scored on test)."""
@@ -70,6 +76,7 @@ def release(folder, extras: list[str] = (), dataset_id: str | None = None, metho
     if not run_args.get("command"):
         raise ValueError(f"{folder}/training_args.json has no 'command'; retrain with this version of s4d-hf")
     task = run_args["task"]
+    transformer = transformer_baseline_info(folder, run_args)  # refused before anything is measured
     metrics, logits = _test_metrics(folder, task, run_args, splits)
     note(f"fitting and scoring the baseline for {task}")
     base = run_baseline(task, splits)
@@ -79,6 +86,9 @@ def release(folder, extras: list[str] = (), dataset_id: str | None = None, metho
         extra_results.append(_extra(folder, kind, (run_args, splits)))
     comparisons = _method_comparisons(methods, run_args["dataset"]) if methods else []
     info = _card_info(folder, run_args, splits, metrics, base, extra_results, comparisons, dataset_id)
+    if transformer is not None:
+        transformer["s4d"]["hardware"] = info["hardware"]
+        info["transformer_baseline"] = transformer
     with staged_folder(folder, copy_of=folder) as staging:  # the folder changes only once everything is written
         note("plotting")
         info["plots"] = _draw_plots(staging, task, splits, logits)
@@ -150,12 +160,66 @@ def _card_info(folder: Path, run_args: dict, splits, metrics: dict, base: dict, 
                      "description": "fit on the train and eval splits, scored on the same test split"},
         "command": run_args["command"],
         "training_time": f"{minutes:.0f} min ({results.get('global_step', '?')} optimizer steps)",
-        "hardware": RELEASE_HARDWARE,
+        # where the run says it trained (all_results.json's training_device, since the runs record it); the
+        # shipped CPU checkpoints predate that field
+        "hardware": results.get("training_device") or RELEASE_HARDWARE,
         "limitations": limitations,
         "plots": [],
         "extra_results": extra_results,
         "method_comparisons": comparisons,
         "evaluate_folder": folder.as_posix(),
+    }
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+def _memory(results: dict) -> str | None:
+    """``peak_memory_bytes`` of all_results.json / transformer_baseline.json as text, with what was measured."""
+    if not isinstance(results.get("peak_memory_bytes"), int):
+        return None
+    return f"{results['peak_memory_bytes'] / 2**20:.0f} MiB ({results.get('peak_memory_measure', 'peak memory')})"
+
+
+def transformer_baseline_info(folder: Path, run_args: dict) -> dict | None:
+    """The card's ``transformer_baseline`` entry (schema: :mod:`s4d_hf.hub.cards`) from the folder's
+    transformer_baseline.json; None without the file. Refuses (ValueError) a shortened run or one made for another
+    training run of this folder."""
+    path = folder / TRANSFORMER_BASELINE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        s4d, transformer, metric = data["s4d"], data["transformer"], main_metric(run_args["task"])
+        value = data["test_metrics"][metric]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a transformer_baseline.json written by `s4d-hf baseline` ({type(e).__name__}: "
+                         f"{e}); rerun s4d-hf baseline {folder.as_posix()}") from None
+    if data.get("shortened"):
+        raise ValueError(f"{path}: a shortened run ({data.get('optimizer_steps')} of {s4d.get('optimizer_steps')} "
+                         f"optimizer steps, --max-steps); rerun `s4d-hf baseline {folder.as_posix()}` without "
+                         "--max-steps, or remove the file")
+    if s4d.get("command") != run_args.get("command"):
+        raise ValueError(f"{path}: made for another training run of this folder ({s4d.get('command')!r}); rerun "
+                         f"`s4d-hf baseline {folder.as_posix()}`, or remove the file")
+    results = json.loads((folder / "all_results.json").read_text())
+    optimizer = data["optimizer"]
+    return {
+        "name": f"{transformer['architecture'].split(' ')[0]}, {transformer['n_layers']} "
+                f"layer{'s' if transformer['n_layers'] != 1 else ''}, width "
+                f"{transformer['hidden_size']}, FFN {transformer['intermediate_size']}, "
+                f"{transformer['num_attention_heads']} heads",
+        "metric": metric, "value": value, "params": transformer["non_embedding_parameters"],
+        "training_time": _duration(data["train_runtime"]), "peak_memory": _memory(data),
+        "hardware": data["hardware"], "command": data["command"],
+        "description": f"{transformer['architecture']}; the S4D run's budget ({data['optimizer_steps']} optimizer "
+                       f"steps of batch {data['batch_size']}), AdamW at lr {optimizer['lr']:g} with "
+                       f"{optimizer['warmup_steps']} warmup steps and cosine decay, the checkpoint picked on the "
+                       "eval split as the S4D run did; the same test split and metric code as S4D's numbers",
+        "s4d": {"params": s4d["non_embedding_parameters"],
+                "training_time": _duration(results["train_runtime"]) if "train_runtime" in results else None,
+                "peak_memory": _memory(results)},
     }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import resource
 import signal
 import sys
 from pathlib import Path
@@ -36,6 +37,7 @@ class TrainingJob:
     target_std: np.ndarray | None = None
     command: str = ""
     stop: "GracefulStop | None" = None
+    memory: "PeakMemory" = dataclasses.field(default_factory=lambda: PeakMemory())  # from here: data and model ready
 
 
 @dataclasses.dataclass
@@ -89,6 +91,61 @@ class GracefulStop:
             os.kill(os.getpid(), signal.SIGINT)
         self.requested = any_process(self.requested)
         return self.requested
+
+
+class PeakMemory:
+    """The peak memory of a run from its creation (data loaded, model built) to :meth:`measure`, the same way for
+    ``s4d-hf train`` (``peak_memory_*`` in all_results.json) and the Transformer baseline (``s4d-hf baseline``):
+
+    * CUDA: ``torch.cuda.max_memory_allocated()`` after ``torch.cuda.reset_peak_memory_stats()`` at creation (the
+      tensors PyTorch allocated, without the caching allocator's reserve);
+    * CPU: growth of the process's peak resident set size: Linux's ``VmHWM`` minus ``VmRSS`` at creation, the peak
+      reset at creation through ``/proc/self/clear_refs``. Where the kernel refuses that reset (or without /proc:
+      ``getrusage``'s ``ru_maxrss``), the peak is the process's lifetime one and the growth an upper bound;
+      ``peak_memory_measure`` says which.
+    """
+
+    def __init__(self):
+        self.cuda = torch.cuda.is_available()
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+            return
+        self.start = _proc_status_bytes("VmRSS")
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # reset VmHWM to the current RSS
+            self.reset = True
+        except OSError:
+            self.reset = False
+        if self.start is None:  # no /proc: ru_maxrss is in KiB on Linux, bytes on macOS
+            unit = 1 if sys.platform == "darwin" else 1024
+            self.start, self.reset = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit, False
+
+    def measure(self) -> dict:
+        """``{"peak_memory_bytes": int, "peak_memory_measure": what was measured, "training_device": where}``."""
+        if self.cuda:
+            return {"peak_memory_bytes": int(torch.cuda.max_memory_allocated()),
+                    "peak_memory_measure": "CUDA torch.cuda.max_memory_allocated",
+                    "training_device": f"1 {torch.cuda.get_device_name()} GPU; torch {torch.__version__}"}
+        peak = _proc_status_bytes("VmHWM")
+        if peak is None:
+            unit = 1 if sys.platform == "darwin" else 1024
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit
+        kind = "CPU peak RSS growth" + ("" if self.reset else " (upper bound: the peak could not be reset)")
+        return {"peak_memory_bytes": max(0, int(peak - self.start)), "peak_memory_measure": kind,
+                "training_device": f"CPU ({os.cpu_count()} cores), no GPU; torch {torch.__version__}"}
+
+
+def _proc_status_bytes(field: str) -> int | None:
+    """A ``kB`` field of /proc/self/status (``VmRSS``, ``VmHWM``) in bytes; None without /proc."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
 
 
 def no_accelerator() -> bool:

@@ -159,7 +159,7 @@ def write_task_output(job, result, state_dict: dict) -> Path:
         results = {**result.train_metrics, **result.eval_metrics, **result.test_metrics,
                    "global_step": result.global_step, "world_size": result.world_size,
                    "num_parameters": n_parameters,
-                   "best_metric_name": job.metrics.best}
+                   "best_metric_name": job.metrics.best, **job.memory.measure()}
         write_json(tmp / "all_results.json", results)
         write_json(tmp / "eval_results.json", {**result.eval_metrics, **result.test_metrics})
         write_json(tmp / "log_history.json", result.log_history)
