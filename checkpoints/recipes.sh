@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The exact commands that produced the shipped checkpoints (2-core CPU; see each card for the measured time).
+# The exact commands that produced the shipped checkpoints (2-core CPU unless noted; each card states its hardware and time).
 # Usage: bash checkpoints/recipes.sh [NAME ...]   (default: all). Then render each card:
 #   s4d-hf release checkpoints/NAME --methods benchmarks/methods_results.json
 #   (s4d-spoken-digits also: --extra real --extra rate:16000)
+# The same-size Transformer next to S4D in a card (run before release; it reads the folder's budget):
+#   s4d-hf baseline checkpoints/NAME        # writes checkpoints/NAME/transformer_baseline.json
 # After a change to the package's model, processor or pipeline code, refresh the copies every folder carries
 # (tests/test_remote_pipelines.py checks they are byte-identical to s4d_hf/):
 #   s4d-hf remote-code checkpoints/s4d-*
@@ -30,6 +32,13 @@ if [ -z "$SELECTED" ] || [[ " $SELECTED " == *" s4d-fashion-mnist "* ]]; then
   s4d-hf train --task image-classification --dataset fashion-mnist --d-model 64 --n-layers 4 --d-state 64 \
     --bidirectional --epochs 4 --batch-size 64 --lr 1e-2 --seed 0 \
     --output-dir checkpoints/s4d-fashion-mnist --overwrite --no-progress
+fi
+# Full 28x28 resolution read pixel by pixel (L = 784, the sequential-image setting of the S4 papers). Trained on one
+# NVIDIA H200 (2 min); the same command runs on a CPU (device chosen automatically), far slower.
+if [ -z "$SELECTED" ] || [[ " $SELECTED " == *" s4d-fashion-mnist-784 "* ]]; then
+  s4d-hf train --task image-classification --dataset fashion-mnist --dataset-option image_size=28 --d-model 128 \
+    --n-layers 4 --d-state 64 --bidirectional --epochs 5 --batch-size 128 --lr 1e-2 --dropout 0.1 --weight-decay 0.05 \
+    --seed 0 --output-dir checkpoints/s4d-fashion-mnist-784 --overwrite --no-progress
 fi
 if [ -z "$SELECTED" ] || [[ " $SELECTED " == *" s4d-spoken-digits "* ]]; then
   s4d-hf train --task audio-classification --dataset spoken-digits --dataset-option n_per_class=100 \
