@@ -24,10 +24,13 @@ def block_rows(results: dict) -> dict:
 
 
 def paired_ratio(a: dict, b: dict, key: str) -> float:
-    """Median over rounds of a/b, each round timing both variants back to back (robust to slow load drifts).
-    key="samples": a and b are summaries themselves."""
-    a, b = (a, b) if key == "samples" else (a[key], b[key])
-    return statistics.median(x / y for x, y in zip(a["samples_s"], b["samples_s"]))
+    """Median over rounds of a/b, each round timing both variants back to back (robust to slow load drifts)."""
+    return statistics.median(x / y for x, y in zip(a[key]["samples_s"], b[key]["samples_s"]))
+
+
+def _cpu_ratio(a: dict, b: dict) -> str:
+    """'; CPU time R x': the ratio of two decode rows' median process CPU times (absent in older results files)."""
+    return f"; CPU time {a['cpu']['median_s'] / b['cpu']['median_s']:.2f}x" if "cpu" in a and "cpu" in b else ""
 
 
 def targets(results: dict) -> list[tuple[str, str, str, bool]]:
@@ -80,14 +83,18 @@ def targets(results: dict) -> list[tuple[str, str, str, bool]]:
         for how in ("generate", "step"):
             if (1, "s4d", how) in d:
                 s4d, mamba = d[(1, "s4d", how)]["median_s"], d[(1, "mamba", how)]["median_s"]
+                pairs = [a / b for a, b in zip(d[(1, "s4d", how)]["samples_s"], d[(1, "mamba", how)]["samples_s"])]
                 out.append((f"decode batch 1 ({how}): S4D / Mamba per-token time <= 0.67", f"{s4d / mamba:.2f}x",
-                            f"{s4d * 1e3:.2f} ms / {mamba * 1e3:.2f} ms; paired "
-                            f"{paired_ratio(d[(1, 's4d', how)], d[(1, 'mamba', how)], 'samples'):.2f}x",
-                            s4d <= 0.67 * mamba))
+                            f"{s4d * 1e3:.2f} ms / {mamba * 1e3:.2f} ms; paired {statistics.median(pairs):.2f}x "
+                            f"({min(pairs):.2f}-{max(pairs):.2f} over {len(pairs)} rounds)"
+                            + _cpu_ratio(d[(1, "s4d", how)], d[(1, "mamba", how)]), s4d <= 0.67 * mamba))
             if (16, "s4d", how) in d:
                 s4d, mamba = d[(16, "s4d", how)]["median_s"], d[(16, "mamba", how)]["median_s"]
+                pairs = [b / a for a, b in zip(d[(16, "s4d", how)]["samples_s"], d[(16, "mamba", how)]["samples_s"])]
                 out.append((f"decode batch 16 ({how}): S4D tokens/s > Mamba tokens/s",
-                            f"{mamba / s4d:.2f}x", f"{16 / s4d:,.0f} / {16 / mamba:,.0f} tokens/s", s4d < mamba))
+                            f"{mamba / s4d:.2f}x", f"{16 / s4d:,.0f} / {16 / mamba:,.0f} tokens/s; paired "
+                            f"{statistics.median(pairs):.2f}x ({min(pairs):.2f}-{max(pairs):.2f})"
+                            + _cpu_ratio(d[(16, "mamba", how)], d[(16, "s4d", how)]), s4d < mamba))
     if "versus" in results:
         v = {(r["L"], r["variant"]): r for r in results["versus"]["rows"]}
         ours, tr = v.get((TARGET_L, "ours")), v.get((TARGET_L, "transformer"))

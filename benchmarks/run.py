@@ -23,7 +23,8 @@ Sections (``--sections``):
               every new token, use_cache=False), and transformers' MambaForCausalLM of similar size (pure-torch
               path: neither mamba_ssm nor causal_conv1d is installed).
   decode      (issue 17) per-token decoding, S4D vs MambaForCausalLM of the same non-embedding size, batch 1 and 16:
-              a generate() loop and the bare model step, interleaved.
+              a generate() loop and the bare model step, interleaved, then a profile of each batch-1 step;
+              --decode-compile adds one layer's torch.compile'd recurrent step against the eager one.
   versus      (issue 17) one S4D block vs one Transformer encoder layer (BertLayer, SDPA), L = 1k ... 64k.
   compile     (issue 17) torch.compile per head, training and inference, over 5 lengths: graphs and speed.
               (decode, versus and compile are not in the default --sections.)
@@ -255,6 +256,13 @@ def probe(spec: dict) -> dict:
 def measure_peak(spec: dict) -> dict:
     """Run :func:`probe` in a fresh interpreter and return its result (with the command's spec)."""
     spec = {**spec, "device": DEVICE, "autocast": AUTOCAST}
+    if DEVICE.startswith("cuda"):  # the CUDA allocator's peak is per process and resettable: no subprocess needed
+        gc.collect()
+        torch.cuda.empty_cache()
+        try:
+            return {**spec, **probe(spec)}
+        except torch.OutOfMemoryError as error:
+            return {**spec, "error": f"OutOfMemoryError: {str(error).splitlines()[0]}"}
     command = [sys.executable, str(Path(__file__).resolve()), "--probe", json.dumps(spec)]
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     if done.returncode != 0:
@@ -425,7 +433,8 @@ def decode_section(args) -> dict:
     """Issue 17: per-token decoding time of S4D vs MambaForCausalLM (pure torch) with about the same non-embedding
     parameter count, batch 1 and 16, interleaved: a generate() loop (greedy, a fixed number of new tokens after a
     prefill; per token = (time of prefill + 1 + n tokens - time of prefill + 1 token) / n) and the bare model step
-    (one model call with the cache, as generate() makes it)."""
+    (one model call with the cache, as generate() makes it), in wall-clock and process CPU time. report.py gives the
+    ratios' median and spread over the rounds, each round timing both models back to back."""
     import transformers
     from transformers import MambaConfig, MambaForCausalLM
 
@@ -455,7 +464,8 @@ def decode_section(args) -> dict:
         caches = {}
         for r in range(args.decode_rounds + 1):  # the first round is a warm-up
             for B in DECODE_BATCHES:
-                for name, model in models.items():
+                # the order alternates between rounds, so that neither model always runs right after the other
+                for name, model in (list(models.items()) if r % 2 else list(models.items())[::-1]):
                     kwargs = dict(do_sample=False, pad_token_id=0)
                     with Clock() as one:
                         model.generate(prompts[B], max_new_tokens=1, min_new_tokens=1, **kwargs)
@@ -470,15 +480,100 @@ def decode_section(args) -> dict:
                         with Clock() as step:
                             out = model(token, cache=cache, use_cache=True)
                         token = out.logits[:, -1:].argmax(-1)
-                        steps.append(step.wall)
+                        steps.append(step)
                     caches[(B, name)][1] = token
-                    if r:
-                        samples.setdefault((B, name, "generate"), []).append((many.wall - one.wall) / new)
-                        samples.setdefault((B, name, "step"), []).append(statistics.median(steps))
-    for (B, name, how), values in samples.items():
-        results["rows"].append({"batch": B, "model": name, "how": how, **median_summary(values)})
-        log(f"  decode B={B:2d} {name:5s} {how:8s}: {statistics.median(values) * 1e3:7.2f} ms/token")
+                    if r:  # wall-clock and process CPU time (the latter leaves out the time other jobs held the core)
+                        for clock in ("wall", "cpu"):
+                            samples.setdefault((B, name, "generate", clock), []).append(
+                                (getattr(many, clock) - getattr(one, clock)) / new)
+                            samples.setdefault((B, name, "step", clock), []).append(
+                                statistics.median(getattr(s, clock) for s in steps))
+    for (B, name, how, clock), values in samples.items():
+        if clock == "wall":
+            results["rows"].append({"batch": B, "model": name, "how": how, **median_summary(values),
+                                    "cpu": median_summary(samples[(B, name, how, "cpu")])})
+            log(f"  decode B={B:2d} {name:5s} {how:8s}: {statistics.median(values) * 1e3:7.2f} ms/token (CPU time "
+                f"{statistics.median(samples[(B, name, how, 'cpu')]) * 1e3:.2f} ms)")
+    with torch.no_grad():
+        results["profile"] = {name: profile_step(model, *caches[(1, name)]) for name, model in models.items()}
+    for name, p in results["profile"].items():
+        top = ", ".join(f"{t['op']} {t['calls_per_token']:.0f}x {t['self_cpu_us_per_token']:.0f} us" for t in p["top"][:4])
+        log(f"  profile B= 1 {name:5s}: {p['ops_per_token']:.0f} aten ops per token, {top}")
+    if args.decode_compile:
+        results["compiled_step"] = [compiled_step_probe(B, args.decode_rounds) for B in DECODE_BATCHES]
     return results
+
+
+def profile_step(model, cache, token, steps: int = 50) -> dict:
+    """Where a batch-1 model step spends its time: torch.profiler over ``steps`` calls (after the timed rounds, so
+    that its overhead touches no timing), per token: the aten ops dispatched (views included, nested ones too) and
+    the ten ops with the most self CPU time. Times under the profiler are inflated; the counts are exact."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            token = model(token, cache=cache, use_cache=True).logits[:, -1:].argmax(-1)
+    events = prof.key_averages()
+    top = sorted(events, key=lambda e: -e.self_cpu_time_total)[:10]
+    return {"steps": steps, "ops_per_token": sum(e.count for e in events) / steps,
+            "self_cpu_us_per_token": sum(e.self_cpu_time_total for e in events) / steps,
+            "top": [{"op": e.key, "calls_per_token": e.count / steps, "self_cpu_us_per_token":
+                     e.self_cpu_time_total / steps} for e in top]}
+
+
+def _real_pairs_step(x, u, a, b, W, D):
+    """``ssm_kernels_s4d.fused_step`` in real arithmetic (inductor generates no code for complex tensors), for
+    torch.compile: x (B, H, N2, 2) the state's real view, updated in place; u (B, 1, H); Ā, B̄ (H, N2, 2) and
+    W (Ck, H, N2, 2) real pairs; D (Ck, H). Returns z (B, Ck, H)."""
+    re, im = x[..., 0], x[..., 1]
+    v = u.view(u.shape[0], -1, 1)
+    new_re = a[..., 0] * re - a[..., 1] * im + b[..., 0] * v
+    new_im = a[..., 0] * im + a[..., 1] * re + b[..., 1] * v
+    x[..., 0] = new_re
+    x[..., 1] = new_im
+    return (new_re[:, None] * W[..., 0] + new_im[:, None] * W[..., 1]).sum(-1) + D * u
+
+
+def compiled_step_probe(B: int, rounds: int) -> dict:
+    """``--decode-compile``: one layer's recurrent step of the decode benchmark's S4D (H=256, N=64) as a
+    torch.compile'd function (:func:`_real_pairs_step`, inductor) against the eager ``fused_step`` that generate()
+    runs: the compile time (first call, caches disabled) and the median time per call over interleaved rounds of 50
+    calls."""
+    import torch._inductor.config
+
+    from s4d_hf.modeling.ssm_kernels_s4d import decode_tensors, fused_step
+
+    layer = make_layer(256, 64).cpu().eval()
+    with torch.no_grad():
+        dA, dB, W, D = tensors = decode_tensors(*layer.kernel.step_parameters(), layer.D)
+        state = 0.1 * torch.randn(B, 256, 32, dtype=torch.complex64)
+        u = torch.randn(B, 1, 256)
+        real = (torch.view_as_real(dA), dB.view(256, 32, 2), W.view(*W.shape[:2], 32, 2), D)
+        pairs = torch.view_as_real(state).view(B, 1, 256, -1)
+        compiled = torch.compile(_real_pairs_step, dynamic=False)
+        before = state.clone()
+        try:  # compiled from scratch: inductor's on-disk caches would hold the kernel of an earlier run
+            with Clock() as compile_clock, torch._inductor.config.patch(force_disable_caches=True):
+                got = compiled(torch.view_as_real(state), u, *real)
+        except Exception as error:  # no C++ compiler, an unsupported op: the eager step is what runs anyway
+            return {"batch": B, "error": f"{type(error).__name__}: {str(error).splitlines()[0]}"}
+        after, state[:] = state.clone(), before
+        expected = fused_step(u, state, pairs, tensors)
+        error = max((got - expected).abs().max().item(), (after - state).abs().max().item())
+        calls = {"compiled": lambda: compiled(torch.view_as_real(state), u, *real),
+                 "eager": lambda: fused_step(u, state, pairs, tensors)}
+        samples = {name: [] for name in calls}
+        for _ in range(rounds):
+            for name, call in calls.items():
+                with Clock() as clock:
+                    for _ in range(50):
+                        call()
+                samples[name].append(clock.wall / 50)
+    row = {"batch": B, "compile_s": compile_clock.wall, "max_abs_error": error,
+           **{f"{name}_median_s": statistics.median(values) for name, values in samples.items()}}
+    log(f"  compiled step B={B:2d}: compile {row['compile_s']:.1f} s, {row['compiled_median_s'] * 1e6:.0f} us vs eager "
+        f"{row['eager_median_s'] * 1e6:.0f} us per call (max abs difference {error:.1e})")
+    return row
 
 
 def versus_section(args) -> dict:
@@ -697,6 +792,8 @@ def main(argv=None) -> int:
                         help="timed recurrent decoding steps per method and context (recompute: a tenth)")
     parser.add_argument("--decode-tokens", type=int, default=64, help="new tokens per generate() in 'decode'")
     parser.add_argument("--decode-rounds", type=int, default=7, help="interleaved rounds of 'decode' (median)")
+    parser.add_argument("--decode-compile", action="store_true",
+                        help="'decode': also time one layer's torch.compile'd recurrent step against the eager one")
     parser.add_argument("--versus-max-s", type=float, default=60.0,
                         help="'versus': stop a variant once its projected fwd+bwd time exceeds this")
     parser.add_argument("--versus-max-gb", type=float, default=8.0,

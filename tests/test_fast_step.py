@@ -131,3 +131,90 @@ def test_decoding_under_autograd_takes_the_plain_step():
     out = model(torch.randint(0, 30, (1, 1)), cache=cache, use_cache=True)
     assert out.logits.requires_grad  # the differentiable step ran, not the in-place one
     assert "s4d_decode" not in cache.layers[0].__dict__
+
+
+def sharp_lm(**options) -> S4DForCausalLM:
+    torch.manual_seed(0)
+    config = dict(vocab_size=30, d_model=16, n_layers=2, d_state=8, prenorm=True, dt_min=0.01, dt_max=0.3)
+    model = S4DForCausalLM(S4DConfig(**{**config, **options})).eval()
+    with torch.no_grad():  # sharper next-token distributions: no near-ties between two greedy paths
+        model.lm_head.weight.mul_(8)
+        for layer in model.s4d.layers:
+            layer.mixer.D.normal_()
+            if isinstance(layer.norm, torch.nn.BatchNorm1d):  # running statistics that are not the identity
+                layer.norm.running_mean.normal_(0, 0.3)
+                layer.norm.running_var.uniform_(0.5, 2.0)
+    return model
+
+
+@pytest.mark.parametrize("options", [dict(), dict(prenorm=False, norm="batch", channels=2, final_act="id"),
+                                     dict(disc="bilinear", init="lin", final_norm=False)],
+                         ids=["prenorm-layernorm", "postnorm-batchnorm-2ch-id", "bilinear"])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_generate_with_the_fast_step_equals_the_convolution_forward(options, batch):
+    """generate() (prefill by convolution, then S4DBlock._decode per token) against the whole sequence run through
+    the convolution at every step (use_cache=False): the same greedy tokens, and every step's logits to 1e-5."""
+    model = sharp_lm(**options)
+    prompt = torch.randint(0, 30, (batch, 6))
+    out = model.generate(prompt, max_new_tokens=10, do_sample=False, output_logits=True, return_dict_in_generate=True)
+    assert all(isinstance(layer.__dict__.get("s4d_decode"), DecodeCache) for layer in out.cache.layers)
+    with torch.no_grad():
+        full = model(out.sequences[:, :-1], use_cache=False).logits[:, prompt.shape[1] - 1:]
+    torch.testing.assert_close(torch.stack(out.logits, 1), full, atol=1e-5, rtol=1e-5)
+    assert torch.equal(out.sequences[:, prompt.shape[1]:], full.argmax(-1))
+
+
+def test_decoding_after_a_cache_reset_equals_the_convolution_forward():
+    """One cache reused for a second sequence, reset explicitly or by passing a whole new sequence (transformers'
+    restart rule): its kept step tensors stay valid, its state restarts from zero."""
+    model = sharp_lm()
+    first, second = torch.randint(0, 30, (2, 5)), torch.randint(0, 30, (2, 7))
+    cache = DynamicCache(config=model.config)
+    with torch.no_grad():
+        model(first, cache=cache, use_cache=True)
+        for _ in range(3):
+            model(torch.randint(0, 30, (2, 1)), cache=cache, use_cache=True)
+        for reset in (cache.reset, lambda: None):  # explicit reset, then the restart rule (L > 1, no mask)
+            reset()
+            step = model(second, cache=cache, use_cache=True).logits[:, -1:].argmax(-1)
+            seq = torch.cat([second, step], 1)
+            for _ in range(4):
+                logits = model(step, cache=cache, use_cache=True).logits[:, -1]
+                torch.testing.assert_close(logits, model(seq, use_cache=False).logits[:, -1], atol=1e-5, rtol=1e-5)
+                step = logits.argmax(-1, keepdim=True)
+                seq = torch.cat([seq, step], 1)
+    assert all(isinstance(layer.__dict__.get("s4d_decode"), DecodeCache) for layer in cache.layers)
+
+
+def test_decoding_with_a_mask_equals_the_masked_convolution_forward():
+    """A mask that is not all ones reaches every block of the fast step (a padded new position zeroes the layers'
+    inputs, as in the convolution), and its values are still checked."""
+    model = sharp_lm()
+    seq = torch.randint(0, 30, (2, 9))
+    mask = torch.ones(2, 9, dtype=torch.long)
+    mask[0, :3] = 0  # left padding
+    mask[1, -1] = 0  # a padded new position
+    with torch.no_grad():
+        full = model(seq, attention_mask=mask).logits[:, -1]
+        cache = model(seq[:, :-1], attention_mask=mask[:, :-1], use_cache=True).cache
+        step = model(seq[:, -1:], attention_mask=mask, cache=cache, use_cache=True).logits[:, -1]
+        torch.testing.assert_close(step, full, atol=1e-5, rtol=1e-5)
+        assert isinstance(cache.layers[0].__dict__.get("s4d_decode"), DecodeCache)
+        mask[0, -1] = 2
+        with pytest.raises(ValueError, match="only 0 and 1"):
+            model(seq[:, -1:], attention_mask=mask, cache=cache, use_cache=True)
+
+
+def test_decoding_a_bfloat16_model_takes_the_fast_step(tmp_path):
+    """A model loaded with dtype=bfloat16 (SSM parameters kept float32) decodes through the fast step, whose GELU
+    then runs in bfloat16 like the convolution's: its logits follow the full forward's to bfloat16 precision."""
+    sharp_lm().save_pretrained(tmp_path)
+    model = S4DForCausalLM.from_pretrained(tmp_path, dtype=torch.bfloat16).eval()
+    assert model.s4d.layers[0].mixer.output_linear.weight.dtype == torch.bfloat16
+    seq = torch.randint(0, 30, (2, 9))
+    with torch.no_grad():
+        full = model(seq).logits[:, -1].float()
+        cache = model(seq[:, :-1], use_cache=True).cache
+        step = model(seq[:, -1:], cache=cache, use_cache=True).logits[:, -1].float()
+    assert isinstance(cache.layers[0].__dict__.get("s4d_decode"), DecodeCache)
+    torch.testing.assert_close(step, full, atol=0.03 * full.abs().max().item(), rtol=0)
