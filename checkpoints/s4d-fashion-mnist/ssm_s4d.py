@@ -34,7 +34,7 @@ from torch import nn
 
 from .ptd_s4d import hippo_legs, legs_ptd
 from .ssm_kernels_s4d import (
-    DecodeCache, InferenceCache, fft_conv, forward_state, fused_step, step_tensors, vandermonde_kernel,
+    DecodeCache, InferenceCache, decode_tensors, fft_conv, forward_state, fused_step, vandermonde_kernel,
 )
 
 
@@ -411,15 +411,25 @@ class S4DLayer(nn.Module):
 
     def decode_step(self, u_t: torch.Tensor, state: torch.Tensor, store: DecodeCache, rate: float = 1.0):
         """:meth:`step` for generation: the same numbers, with ``state`` (B, H, N2) complex64 updated **in place**
-        and Ā, B̄, C rearranged once per ``store`` (``ssm_kernels_s4d.fused_step``). Inference only: nothing is
-        differentiable; the caller checks that no gradient is wanted. Returns the output (B, H)."""
-        params = self.kernel._parameters.values()
-        tensors = store.get(params, rate, lambda: step_tensors(*self.kernel.step_parameters(rate)))
+        and Ā, B̄, C, D rearranged once per ``store`` (``ssm_kernels_s4d.fused_step``). Inference only: nothing is
+        differentiable; the caller checks that no gradient is wanted. u_t (B, H) or (B, 1, H) -> output, same shape.
+
+        The step returns z = y/√2, y = 2·Re(C x_t) + D u_t, so that the exact GELU is one ``erf`` and one ``addcmul``
+        (cheaper on CPU than ``F.gelu``'s exact kernel at these sizes), its 1/√2 going into the Linear's ``alpha``:
+
+            Linear(GELU(y)) = W·(y/2·(1 + erf(y/√2))) + b = (1/√2)·W·(z + z·erf z) + b
+        """
+        tensors = store.get((*self.kernel._parameters.values(), self.D), rate,
+                            lambda: decode_tensors(*self.kernel.step_parameters(rate), self.D))
         u = u_t.float()
-        y = torch.addcmul(fused_step(u, state, tensors), self.D.float(), u[:, None])  # 2·Re(C x_t) + D u_t, (B, C, H)
-        if self.training:
-            return self._output(y.flatten(1), u_t.dtype)
-        # _output without its modules' call overhead (dropout is the identity in eval mode)
-        y = F.linear(F.gelu(y.flatten(1).to(u_t.dtype), approximate=self.activation.approximate),
-                     self.output_linear.weight, self.output_linear.bias)
-        return F.glu(y, dim=-1) if self.final_act == "glu" else y
+        if u.dim() == 2:
+            u = u[:, None]
+        z = fused_step(u, state, store.pairs(state), tensors)  # (B, C, H)
+        linear = self.output_linear
+        if self.training or u_t.dtype != torch.float32 or self.activation.approximate != "none" or linear.bias is None:
+            y = self._output(z.flatten(1) * math.sqrt(2.0), u_t.dtype)
+        else:
+            y = torch.addmm(linear.bias, torch.addcmul(z, z, torch.erf(z)).flatten(1), linear.weight.t(),
+                            alpha=math.sqrt(0.5))
+            y = F.glu(y, dim=-1) if self.final_act == "glu" else y
+        return y.view(u_t.shape)

@@ -5,8 +5,8 @@
 * :func:`fft_conv`            the causal (or two-sided) convolution with K by real FFTs, with a hand-written backward;
 * :func:`forward_state`       the state after a whole input, as one contraction instead of a loop over time;
 * :class:`InferenceCache`     discrete parameters and kernels kept between calls while no gradient flows;
-* :func:`fused_step`          the decoding step of generate(): Ā, B̄, C prepared once per cache (:func:`step_tensors`,
-  :class:`DecodeCache`), the state updated in place;
+* :func:`fused_step`          the decoding step of generate(): Ā, B̄, C and D prepared once per cache
+  (:func:`decode_tensors`, :class:`DecodeCache`), the state updated in place;
 * :func:`real_kernel`, :func:`direct_conv`, :func:`real_step`  the same numbers without complex tensors or FFTs,
   for ONNX export (``s4d_hf/export.py``).
 
@@ -347,15 +347,35 @@ def step_tensors(C: torch.Tensor, dA: torch.Tensor, dB: torch.Tensor) -> tuple[t
     return dA, dB, W
 
 
-def fused_step(u: torch.Tensor, state: torch.Tensor, tensors: tuple) -> torch.Tensor:
-    """One recurrent step, updating ``state`` (B, H, N2) complex64 **in place**: x <- Ā x + B̄ u; returns
-    y = 2·Re(C x) (B, Ck, H) float32. u (B, H) float32; ``tensors`` from :func:`step_tensors`. Three kernels."""
-    dA, dB, W = tensors
+def decode_tensors(C: torch.Tensor, dA: torch.Tensor, dB: torch.Tensor, D: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The step tensors of :func:`step_tensors` laid out and scaled for :func:`fused_step`, with the D skip.
+
+    C (Ck, H, N2), Ā and B̄ (H, N2) complex, D (Ck, H) -> (Ā (H, N2) complex64, B̄ (H, 2·N2) as interleaved
+    (Re, Im) pairs, W (Ck, H, 2·N2) = (2 Re C, -2 Im C) / √2, D / √2 (Ck, H)). W is channel-major so that the output
+    is (B, Ck, H), the layer's c·H + h order, without a copy; the 1/√2 makes the step's output the argument of erf in
+    GELU(y) = y/2·(1 + erf(y/√2)) (see ``S4DLayer.decode_step``). Detached: for inference only.
+    """
+    dA, dB, W = step_tensors(C, dA, dB)
+    return (dA, dB.reshape(dB.shape[0], -1), (W.transpose(0, 1) * _SQRT1_2).contiguous(),
+            (D.detach().float() * _SQRT1_2).contiguous())
+
+
+_SQRT1_2 = math.sqrt(0.5)
+
+
+def fused_step(u: torch.Tensor, state: torch.Tensor, pairs: torch.Tensor, tensors: tuple) -> torch.Tensor:
+    """One recurrent step with the D skip, updating ``state`` (B, H, N2) complex64 **in place**:
+
+        x <- Ā x + B̄ u,     z = (2·Re(C x) + D u) / √2
+
+    u (B, 1, H) float32, ``pairs`` the state's memory seen as real (Re, Im) pairs (B, 1, H, 2·N2)
+    (:meth:`DecodeCache.pairs`), ``tensors`` from :func:`decode_tensors` -> z (B, Ck, H) float32. Four kernels: the
+    complex ``mul_``, an ``addcmul_`` on the real pairs, their dot product with W per channel and feature
+    (``vecdot``: on CPU several times faster than a batched matrix product of H tiny matrices), and the D skip."""
+    dA, dB, W, D = tensors
     state.mul_(dA)
-    x = torch.view_as_real(state)  # (B, H, N2, 2), the same memory
-    x.addcmul_(dB, u[:, :, None, None])
-    y = torch.linalg.vecdot(x.view(x.shape[0], x.shape[1], 1, -1), W)  # (B, H, Ck)
-    return y.transpose(1, 2)
+    pairs.addcmul_(dB, u.view(*u.shape, 1))
+    return torch.linalg.vecdot(pairs, W).addcmul_(D, u)
 
 
 def real_step(u: torch.Tensor, state: torch.Tensor, dA: torch.Tensor, dB: torch.Tensor, W: torch.Tensor):
@@ -371,17 +391,17 @@ def real_step(u: torch.Tensor, state: torch.Tensor, dA: torch.Tensor, dB: torch.
 
 
 class DecodeCache:
-    """Per-layer values of a generation, kept with its recurrent state in the cache: the step tensors of
-    :func:`step_tensors` for one rate, computed once per cache (no per-token discretisation, ``exp`` or tiling) and
+    """Per-layer values of a generation, kept with its recurrent state in the cache: the tensors of
+    :func:`decode_tensors` for one rate, computed once per cache (no per-token discretisation, ``exp`` or tiling) and
     recomputed when a parameter changed since (checked per token by the parameters' version counters and storage,
     which every optimizer step, ``load_state_dict``, in-place edit and ``.to()`` changes: a few Python attribute
     reads; edits through ``.data`` bypass version counters, but every new cache starts from values compared by
-    :class:`InferenceCache`)."""
+    :class:`InferenceCache`); and the real view of the state tensor that :func:`fused_step` updates."""
 
-    __slots__ = ("key", "tensors")
+    __slots__ = ("key", "tensors", "state", "state_pairs")
 
     def __init__(self):
-        self.key, self.tensors = None, None
+        self.key = self.tensors = self.state = self.state_pairs = None
 
     @staticmethod
     def parameter_key(params, rate) -> tuple:
@@ -392,6 +412,13 @@ class DecodeCache:
         if key != self.key:
             self.tensors, self.key = compute(), key
         return self.tensors
+
+    def pairs(self, state: torch.Tensor) -> torch.Tensor:
+        """``state`` (B, H, N2) complex64, contiguous, seen as real (Re, Im) pairs (B, 1, H, 2·N2): the same memory.
+        Kept while the cache holds the same state tensor (a beam reorder replaces it)."""
+        if state is not self.state:
+            self.state, self.state_pairs = state, torch.view_as_real(state).view(state.shape[0], 1, state.shape[1], -1)
+        return self.state_pairs
 
 
 # ----------------------------------------------------------------------------------------------------------------

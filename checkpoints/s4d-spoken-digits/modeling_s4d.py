@@ -108,7 +108,7 @@ def _batch_size(*inputs) -> int | None:
 
 
 def _can_decode_in_place(state: torch.Tensor, u: torch.Tensor) -> bool:
-    """Whether a decoding step may take ``S4DLayer.decode_step`` (in-place, precomputed, not differentiable): no
+    """Whether a decoding step may take ``S4DBlock._decode`` (in-place, precomputed, not differentiable): no
     gradient recorded, no autocast, not traced by torch.compile/export, and the cache's usual contiguous complex64
     state. Otherwise ``S4DLayer.step`` runs (the same numbers)."""
     return (not torch.is_grad_enabled() and state.dtype == torch.complex64 and state.is_contiguous()
@@ -136,6 +136,10 @@ class S4DBlock(GradientCheckpointingLayer):
         cache: Cache | None = None,
         rate: float = 1.0,
     ) -> torch.Tensor:
+        if cache is not None and hidden_states.shape[1] == 1 and not self.training:
+            state = cache.get_recurrent_state(self.layer_idx)
+            if state is not None and _can_decode_in_place(state, hidden_states):
+                return self._decode(hidden_states, attention_mask, state, cache.layers[self.layer_idx], rate)
         residual = hidden_states
         u = self.norm(hidden_states) if self.prenorm else hidden_states
         u = apply_mask_to_padding(u, attention_mask)
@@ -143,22 +147,36 @@ class S4DBlock(GradientCheckpointingLayer):
             y, _ = self.mixer(u, rate=rate)
         else:
             state = cache.get_recurrent_state(self.layer_idx)
-            if state is not None and u.shape[1] == 1 and _can_decode_in_place(state, u):
-                # generation: one fused recurrent step on the cache's own state tensor, with Ā, B̄, C prepared once
-                # per cache (ssm_kernels_s4d.fused_step); nothing to write back
-                layer = cache.layers[self.layer_idx]
-                store = layer.__dict__.get("s4d_decode") or layer.__dict__.setdefault("s4d_decode", DecodeCache())
-                y = self.mixer.decode_step(u[:, 0], state, store, rate)[:, None]
-            else:
-                if state is not None and u.shape[1] == 1:  # decoding under autograd, autocast or compile
-                    y, state = self.mixer.step(u[:, 0], state, rate=rate)
-                    y = y[:, None]
-                else:  # prefill (or several new tokens): convolution, plus the final state by state forwarding
-                    y, state = self.mixer(u, state=state, rate=rate, return_state=True)
-                cache.update_recurrent_state(state, self.layer_idx)
-                cache.layers[self.layer_idx].has_previous_state[0] = True  # get_recurrent_state: None until set
+            if state is not None and u.shape[1] == 1:  # decoding under autograd, autocast, compile, or in training
+                y, state = self.mixer.step(u[:, 0], state, rate=rate)
+                y = y[:, None]
+            else:  # prefill (or several new tokens): convolution, plus the final state by state forwarding
+                y, state = self.mixer(u, state=state, rate=rate, return_state=True)
+            cache.update_recurrent_state(state, self.layer_idx)
+            cache.layers[self.layer_idx].has_previous_state[0] = True  # get_recurrent_state: None until set
         hidden_states = residual + self.dropout(y)
         return hidden_states if self.prenorm else self.norm(hidden_states)
+
+    def _decode(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, state: torch.Tensor,
+                cache_layer, rate: float) -> torch.Tensor:
+        """The block for one new token (B, 1, H) in eval mode, the generation step: the same numbers as
+        :meth:`forward`, with the recurrent step on the cache's own state tensor, in place, and Ā, B̄, C, D prepared
+        once per cache (``S4DLayer.decode_step``, kept in ``cache_layer`` under ``s4d_decode``); nothing to write
+        back. Written as a short chain of tensor calls (no module calls, no dropout: eval mode), since at batch 1 the
+        time of a step is the number of calls rather than their arithmetic."""
+        store = cache_layer.__dict__.get("s4d_decode") or cache_layer.__dict__.setdefault("s4d_decode", DecodeCache())
+        u = self._decode_norm(hidden_states) if self.prenorm else hidden_states
+        if attention_mask is not None:
+            u = u * attention_mask[:, -1:, None].to(u.dtype)
+        hidden_states = hidden_states + self.mixer.decode_step(u, state, store, rate)
+        return hidden_states if self.prenorm else self._decode_norm(hidden_states)
+
+    def _decode_norm(self, x: torch.Tensor) -> torch.Tensor:
+        """The block's norm of (B, 1, H), a LayerNorm without its module call."""
+        norm = self.norm
+        if isinstance(norm, nn.LayerNorm):
+            return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+        return norm(x)
 
 
 class S4DPreTrainedModel(PreTrainedModel):
@@ -292,9 +310,11 @@ class S4DModel(S4DPreTrainedModel):
             if not _is_integer(x):
                 raise ValueError(f"input_ids must hold integer token ids (torch.long); got dtype {x.dtype}")
             vocab = self.embeddings.num_embeddings
-            if values_checkable(x) and ((x < 0) | (x >= vocab)).any():  # on an accelerator: the device's own assert
-                bad = x[(x < 0) | (x >= vocab)][0].item()
-                raise ValueError(f"input_ids must be token ids in [0, {vocab}) (vocab_size); got {bad}")
+            if values_checkable(x):  # on an accelerator: the device's own assert
+                low, high = torch.aminmax(x)  # one reduction: every decoding step passes here
+                if int(low) < 0 or int(high) >= vocab:
+                    bad = x[(x < 0) | (x >= vocab)][0].item()
+                    raise ValueError(f"input_ids must be token ids in [0, {vocab}) (vocab_size); got {bad}")
             return self.embeddings(x)
         if name == "inputs_embeds":
             if x.dim() != 3 or x.shape[-1] != self.config.d_model:
@@ -362,8 +382,12 @@ class S4DModel(S4DPreTrainedModel):
         # given. A mask longer than the inputs is accepted only with a cache passed in (past + new positions).
         batch, length = hidden_states.shape[:2]
         check_attention_mask(attention_mask, batch, length, cached=cache is not None)
+        block_mask = attention_mask  # what the blocks apply (apply_mask_to_padding)
         if attention_mask is not None and values_checkable(attention_mask):
-            check_attention_mask_values(attention_mask, length)
+            if attention_mask[:, -length:].eq(1).all():  # all valid: multiplying by it changes nothing (decoding)
+                block_mask = None
+            else:
+                check_attention_mask_values(attention_mask, length)
         # is_compiling() first: under torch.compile the changing counter must not be read (a guard on its value
         # would recompile the model on every training step)
         if not torch.compiler.is_compiling() and self.training and self._optimizer_checks_left and \
@@ -386,7 +410,7 @@ class S4DModel(S4DPreTrainedModel):
         for block in self.layers:
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
-            hidden_states = block(hidden_states, attention_mask, cache, rate)
+            hidden_states = block(hidden_states, block_mask, cache, rate)
         if self.norm_f is not None:
             hidden_states = self.norm_f(hidden_states)
         if output_hidden_states:
@@ -626,6 +650,24 @@ class S4DForCausalLM(S4DPreTrainedModel, GenerationMixin):
 
     def set_output_embeddings(self, new_embeddings):
         self.lm_head = new_embeddings
+
+    def prepare_inputs_for_generation(self, input_ids: torch.LongTensor, next_sequence_length: int | None = None,
+                                      cache: Cache | None = None, attention_mask: torch.Tensor | None = None,
+                                      **kwargs) -> dict:
+        """generate()'s per-token inputs. For a decoding step with a cache: the last token, the cache, the mask and
+        the other generation kwargs (``rate``, ``use_cache``, ``logits_to_keep``), which is what transformers'
+        version returns for S4D (no position ids, no 4-D masks) without its per-token work: among it an
+        ``inspect.signature`` of ``forward`` on every token of a model registered for remote code, as S4D is.
+        Otherwise (prefill, no cache) transformers' version."""
+        if cache is None or next_sequence_length != 1 or kwargs.get("is_first_iteration"):
+            return super().prepare_inputs_for_generation(input_ids, next_sequence_length=next_sequence_length,
+                                                         cache=cache, attention_mask=attention_mask, **kwargs)
+        inputs = {key: value for key, value in kwargs.items() if key not in ("labels", "inputs_embeds",
+                                                                               "is_first_iteration")}
+        inputs.update(input_ids=input_ids[:, -1:], cache=cache)
+        if attention_mask is not None:
+            inputs["attention_mask"] = attention_mask
+        return inputs
 
     @deprecate_kwarg("cache_params", version="5.40.0", new_name="cache", raise_if_both_names=True,
                      warn_if_greater_or_equal_version=True)
