@@ -207,7 +207,7 @@ def test_release_shows_the_three_way_table_only_with_a_full_budget_json(runs, tm
     classic = next(r for r in rows if r.startswith("| classic baseline: 1-NN"))
     accuracy = lambda v: f"{v:.4g}"  # noqa: E731 - the card's number format
     assert f"{result['s4d']['non_embedding_parameters']:,}" in s4d
-    assert f"**{accuracy(release['metrics']['accuracy'])}**" in s4d
+    assert f"| {accuracy(release['metrics']['accuracy'])} |" in s4d
     assert re.search(MEMORY, s4d)  # S4D's own training recorded its peak memory
     assert f"{result['transformer']['non_embedding_parameters']:,}" in transformer
     assert f"| {accuracy(result['test_metrics']['accuracy'])} |" in transformer
