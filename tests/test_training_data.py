@@ -389,3 +389,133 @@ def test_data_seed_fixes_the_splits_while_seed_changes_the_init(tmp_path):
     assert (args["seed"], args["data_seed"]) == (1, 0)
     weights = [tmp_path / name / "model.safetensors" for name in ("seed0", "seed1-data0")]
     assert max_weight_difference(*weights) > 1e-3  # another init
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Built-in datasets through the 🤗 Datasets path (issue 16): the loader's examples, bit for bit
+# ---------------------------------------------------------------------------------------------------------------
+
+def assert_same_examples(before, after, where):
+    """Same count, order, keys, dtypes, shapes, bytes and label types (a built-in's list vs the 🤗 split)."""
+    after = list(after)
+    assert len(before) == len(after), (where, len(before), len(after))
+    for i, (x, y) in enumerate(zip(before, after)):
+        assert x.keys() == y.keys(), (where, i, sorted(x), sorted(y))
+        for key in x:
+            a, b = np.asarray(x[key]), np.asarray(y[key])
+            assert (a.dtype, a.shape) == (b.dtype, b.shape) and a.tobytes() == b.tobytes(), (where, i, key)
+            if key == "labels":
+                assert type(x[key]) is type(y[key]), (where, i, type(x[key]), type(y[key]))
+
+
+def assert_builtin_goes_through_datasets(name, task, options):
+    """``load_dataset_spec(NAME)`` (the training path) against what it returned before issue 16: the built-in
+    loader's lists (``load_builtin``; images with their square size). Every split is a ``datasets.Dataset``; raw and
+    normalised examples (train-split statistics included) are bitwise the loader's. A split the loader itself builds
+    lazily (shakespeare's blocks, spoken-digits' freshly augmented train clips) is compared only by its length."""
+    from datasets import Dataset
+
+    from s4d_hf.training.data import builtin, with_image_size
+    from s4d_hf.training.data.core import is_lazy
+
+    try:
+        before = builtin.load_builtin(name, task, seed=0, **options)
+        before = with_image_size(before) if task == "image-classification" else before
+    except builtin.DatasetNotInstalledError as error:
+        pytest.skip(f"data not installed: {error}")
+    after = load_dataset_spec(name, task, seed=0, builtin_options=dict(options))
+    for field in ("id2label", "input_dim", "vocab_size", "sampling_rate", "image_size", "description", "license",
+                  "citation"):
+        assert getattr(before, field) == getattr(after, field), field
+    fresh = {s for s in ("train", "eval", "test") if is_lazy(getattr(before, s)) and task != "causal-lm"}
+    for split in ("train", "eval", "test"):
+        assert isinstance(getattr(after, split), Dataset), split
+        if split in fresh:  # augmented afresh on every access: nothing to compare but the count
+            assert len(getattr(after, split)) == len(getattr(before, split))
+            continue
+        assert_same_examples(getattr(before, split), getattr(after, split), split)
+    if not len(before.train):
+        return
+    check_splits(task, after)
+    (old, old_stats), (new, new_stats) = normalize_splits(task, before), normalize_splits(task, after)
+    assert old_stats.keys() == new_stats.keys()
+    assert all(old_stats[k].tobytes() == new_stats[k].tobytes() for k in old_stats)
+    for split in ("train", "eval", "test"):
+        if split not in fresh:
+            assert_same_examples(getattr(old, split), getattr(new, split), f"normalised {split}")
+
+
+@pytest.mark.parametrize("name, task, options", [
+    ("plaid", "time-series-classification", {"downsample": 4}),
+    ("tecator", "time-series-regression", {}),
+    ("fashion-mnist", "image-classification", {"image_size": 7, "max_train_samples": 3000, "max_eval_samples": 500,
+                                               "max_test_samples": 500}),
+    ("spoken-digits", "audio-classification", {"n_per_class": 5, "augment": "false"}),
+    ("spoken-digits", "audio-classification", {"n_per_class": 5}),
+    ("spoken-digits-real", "audio-classification", {}),
+    ("shakespeare", "causal-lm", {"context": 512, "max_train_samples": 300}),
+])
+def test_builtin_datasets_are_datasets_objects_with_the_loaders_examples(name, task, options):
+    if name.startswith("spoken-digits") and name != "spoken-digits-real":
+        import shutil
+
+        if shutil.which("espeak-ng") is None or shutil.which("flite") is None:
+            pytest.skip("needs espeak-ng and flite")
+    assert_builtin_goes_through_datasets(name, task, options)
+
+
+def _fake_builtin(monkeypatch, task, splits):
+    from s4d_hf.training.data import builtin
+
+    monkeypatch.setitem(builtin.BUILTIN_DATASETS, "FakeSet", "a fake built-in")
+    monkeypatch.setattr(builtin, "load_builtin", lambda name, task=None, seed=0, **options: splits)
+
+
+@pytest.mark.parametrize("task", ["time-series-classification", "time-series-regression", "image-classification",
+                                  "audio-classification"])
+def test_builtin_adapter_keeps_channels_vector_targets_and_variable_lengths(monkeypatch, task):
+    """Layouts no shipped built-in has: 3 channels (RGB pixels, stereo audio, multivariate series, stored as one list
+    of C per step), variable lengths, two regression targets per example."""
+    from datasets import Dataset
+
+    from s4d_hf.training.data import DatasetSplits
+
+    rng = np.random.default_rng(0)
+    image = task == "image-classification"
+
+    def example(i):
+        x = rng.random((12 if image else 5 + i % 4, 3), dtype=np.float32)
+        y = rng.standard_normal(2).astype(np.float32) if task == "time-series-regression" else i % 3
+        return {"input_values": x if image else (2 * x - 1), "labels": y}
+
+    splits = DatasetSplits(train=[example(i) for i in range(9)], eval=[example(i) for i in range(3)],
+                           test=[example(i) for i in range(4)], input_dim=3, image_size=(4, 3) if image else None,
+                           sampling_rate=8000 if task == "audio-classification" else None,
+                           id2label=None if task == "time-series-regression" else {0: "a", 1: "b", 2: "c"})
+    _fake_builtin(monkeypatch, task, splits)
+    after = load_dataset_spec("FakeSet", task, seed=0)
+    for split in ("train", "eval", "test"):
+        assert isinstance(getattr(after, split), Dataset)
+        assert_same_examples(getattr(splits, split), getattr(after, split), split)
+    assert (after.input_dim, after.image_size, after.id2label) == (3, splits.image_size, splits.id2label)
+
+
+def test_a_builtin_trains_to_the_same_weights_and_metrics_as_through_its_lists(monkeypatch, tmp_path):
+    """Training on tecator through the 🤗 path gives bitwise the weights and test metrics of the same run on the
+    loader's lists (the path before issue 16, restored here by skipping the conversion)."""
+    from s4d_hf.training.data import builtin, loading
+
+    try:
+        builtin.load_builtin("tecator")
+    except builtin.DatasetNotInstalledError as error:
+        pytest.skip(f"data not installed: {error}")
+    run = ["--task", "time-series-regression", "--dataset", "tecator", *TINY, "--max-steps", 3, "--batch-size", 16]
+    assert train_cli(*run, "--output-dir", tmp_path / "datasets") == 0
+    with monkeypatch.context() as patch:
+        patch.setattr(loading, "_through_datasets", lambda name, task, seed, raw: raw)
+        assert train_cli(*run, "--output-dir", tmp_path / "lists") == 0
+    assert max_weight_difference(tmp_path / "datasets" / "model.safetensors",
+                                 tmp_path / "lists" / "model.safetensors") == 0.0
+    results = [json.loads((tmp_path / name / "all_results.json").read_text()) for name in ("datasets", "lists")]
+    assert {k: v for k, v in results[0].items() if k.startswith("test_") and "runtime" not in k and "per_second" not in k} \
+        == {k: v for k, v in results[1].items() if k.startswith("test_") and "runtime" not in k and "per_second" not in k}

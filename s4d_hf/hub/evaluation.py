@@ -208,7 +208,7 @@ def _language_model(folder: Path, examples) -> dict[str, float]:
     total, count = 0.0, 0
     with progress(len(examples), "scoring", unit="windows") as update:
         for start in range(0, len(examples), BATCH):
-            ids = torch.as_tensor(np.stack([ex["input_ids"] for ex in examples[start : start + BATCH]]))
+            ids = torch.as_tensor(np.stack([ex["input_ids"] for ex in take(examples, start, start + BATCH)]))
             with torch.no_grad():
                 logits = model(ids).logits[:, :-1].float()
             loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1),

