@@ -4,7 +4,7 @@
     info          versions and registered classes           train         s4d_hf.training (prepare, train, write)
     evaluate      s4d_hf.hub.evaluation.evaluate_folder     release       s4d_hf.hub.release.release
     push          s4d_hf.hub.push.push_folder               convert       s4d_hf.conversion.convert
-    remote-code   s4d_hf.hub.remote_code.make_portable
+    remote-code   s4d_hf.hub.remote_code.make_portable       baseline      s4d_hf.training.transformer_baseline
 
 :mod:`.common` holds the exit-code convention (0 done, 1 failed while running, 2 usage error) and the input checks
 several commands share; :mod:`.options` the argument types. The entry point and the command table are the
