@@ -22,6 +22,8 @@ Values are returned in their natural units (pixels in [0, 1], audio in [-1, 1], 
 normalisation is the processor's job, and `input_stats(splits.train)` gives the per-channel mean/std over the
 training split for it. Official test splits are kept as they are; eval splits are carved from the official
 training split by a seeded (stratified) split, so `seed` changes the eval split but never the test split.
+Training does not use these lists directly: `--dataset NAME` passes them through the 🤗 Datasets path of user
+data (`..loading.builtin_dataset_dict`), which gives the same examples bit for bit.
 
 Every option is a keyword argument of the loader; CLI strings such as `"14"`, `"true"` or `"hamlet,macbeth"` are
 accepted wherever an int, a bool or a list is expected. All loaders also take `max_train_samples`,
