@@ -2,6 +2,7 @@
 card's metric code, written to transformer_baseline.json, and shown by `s4d-hf release` as a three-way table."""
 
 import json
+import mmap
 import re
 import shutil
 from pathlib import Path
@@ -172,9 +173,13 @@ def test_s4d_training_records_its_peak_memory(runs):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU measure")
 def test_peak_memory_sees_an_allocation_that_is_freed_again():
+    # Fresh pages from the kernel: a tensor could reuse a free, already resident region of the heap that earlier
+    # tests left behind, and then the process's RSS would truly not grow.
     memory = PeakMemory()
-    block = torch.ones(64 * 2**20 // 4)  # 64 MiB, written (resident)
-    del block
+    block = mmap.mmap(-1, 64 * 2**20)
+    for offset in range(0, len(block), 4096):
+        block[offset] = 1  # written: resident
+    block.close()
     peak = memory.measure()
     assert peak["peak_memory_bytes"] >= 60 * 2**20, peak
     assert PeakMemory().measure()["peak_memory_bytes"] < 60 * 2**20  # a new measure starts from now
