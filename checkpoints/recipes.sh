@@ -19,7 +19,8 @@ if [ -z "$SELECTED" ] || [[ " $SELECTED " == *" s4d-tecator "* ]]; then
 fi
 if [ -z "$SELECTED" ] || [[ " $SELECTED " == *" s4d-plaid "* ]]; then
   s4d-hf train --task time-series-classification --dataset plaid --dataset-option downsample=4 \
-    --d-model 64 --n-layers 4 --d-state 64 --bidirectional --epochs 100 --batch-size 32 --lr 1e-2 \
+    --dataset-option features=log,standardized,log_rms --dataset-option crops=3 \
+    --d-model 64 --n-layers 4 --d-state 64 --bidirectional --epochs 25 --batch-size 32 --lr 1e-2 \
     --dropout 0.2 --weight-decay 0.05 --seed 0 \
     --output-dir checkpoints/s4d-plaid --overwrite --no-progress
 fi

@@ -65,6 +65,11 @@ class S4DStreamer:
             raise ValueError("processor has do_normalize=True: per-recording normalisation needs the whole recording, "
                              "so chunks would be normalised differently from the full sequence. Stream with a "
                              "model trained on an extractor with do_normalize=False (or fixed statistics).")
+        if isinstance(processor, S4DTimeSeriesProcessor) and (processor.downsample > 1 or processor.series_features):
+            raise ValueError(f"processor has downsample={processor.downsample}, series_features="
+                             f"{processor.series_features}: that transform reads whole windows or the whole series, "
+                             "so chunks would be processed differently from the full sequence. Streaming needs a "
+                             "processor without them.")
         if rate is not None and not (isinstance(rate, (int, float)) and not isinstance(rate, bool) and rate > 0):
             raise ValueError(f"rate must be a positive number; got {rate!r}")
         self.model = model

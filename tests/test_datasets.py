@@ -186,10 +186,15 @@ def write_fake_ucr(folder, problem, rng, n_train, n_test, regression=False):
 def test_plaid_loader_downsamples_truncates_and_keeps_the_official_test_split(tmp_path):
     truth = write_fake_ucr(tmp_path, "PLAID", np.random.default_rng(0), 30, 12)
     splits = load_builtin("plaid", seed=1, data_dir=tmp_path, downsample=3, max_length=4)
+    assert splits.series_transform == {"downsample": 3, "log_floor": 1e-5}  # applied by training and the processor
+    trained, _ = core.normalize_splits("time-series-classification", splits)
     for example, x, y in zip(splits.test, *truth["TEST"]):
-        pooled = [x[i:i + 3].mean() for i in range(0, len(x), 3)][:4]  # the last window may be shorter
-        np.testing.assert_allclose(example["input_values"][:, 0], pooled, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(example["input_values"][:, 0], x[:12], rtol=1e-6)  # 4 windows of 3: 12 steps
+        pooled = [x[i:i + 3].mean() for i in range(0, min(len(x), 12), 3)]  # the last window may be shorter
+        np.testing.assert_allclose(core.transform_series(example["input_values"], 3), np.array(pooled)[:, None],
+                                   rtol=1e-5, atol=1e-6)
         assert example["labels"] == y
+    assert [ex["input_values"].shape for ex in trained.test] == [(min(4, -(-len(x) // 3)), 1) for x in truth["TEST"][0]]
     assert len(splits.train) + len(splits.eval) == 30 and len(splits.eval) == 3   # 10% of each of the 3 classes
     assert sorted(e["labels"] for e in splits.eval) == [0, 1, 2]
     assert splits.id2label[10] == "washing machine"

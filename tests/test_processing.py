@@ -269,10 +269,40 @@ def test_timeseries_bad_input_names_the_argument(sequences, error, words):
     (dict(feature_size=2, mean=[0.0], std=[1.0]), "mean must be 2"),
     (dict(feature_size=1, mean=[0.0], std=[0.0]), "std must be positive"),
     (dict(feature_size=1, mean=[float("nan")], std=[1.0]), "finite"),
+    (dict(downsample=0), "downsample must be a positive integer"),
+    (dict(downsample=True), "downsample must be a positive integer"),
+    (dict(log_floor=0), "log_floor must be a positive number"),
+    (dict(series_features=["log", "loud"]), "series_features must be distinct names"),
+    (dict(series_features=["log", "log"], feature_size=2), "series_features must be distinct names"),
+    (dict(series_features=["log", "raw"]), "makes 2 channel"),
+    (dict(series_features=["log"], nan_policy="impute"), "nan_policy='error'"),
 ])
 def test_timeseries_bad_constructor_arguments(kwargs, word):
     with pytest.raises(ValueError, match=word):
         S4DTimeSeriesProcessor(**kwargs)
+
+
+def test_timeseries_series_transform_pools_computes_features_fits_and_round_trips(tmp_path):
+    processor = S4DTimeSeriesProcessor(feature_size=2, downsample=2, series_features=["log", "log_rms"], log_floor=1.0)
+    series = [3.0, 5.0, -2.0, -4.0, 8.0]  # windows of 2 averaged: 4, -3, 8
+    log = [np.log1p(4.0), -np.log1p(3.0), np.log1p(8.0)]
+    log_rms = np.log(np.sqrt((16 + 9 + 64) / 3) + 1.0)
+    expected = np.stack([log, [log_rms] * 3], axis=1)
+    np.testing.assert_allclose(processor(series)["input_values"][0], expected, rtol=1e-6)
+    fitted = processor.fit([series, np.array(series)[:, None] * 10])  # statistics of the transformed channels
+    ten = np.stack([np.sign([40.0, -30.0, 80.0]) * np.log1p([40.0, 30.0, 80.0]), [np.log(np.sqrt(8900 / 3) + 1)] * 3], 1)
+    both = np.concatenate([expected, ten])
+    np.testing.assert_allclose(fitted.mean, both.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(fitted.std, both.std(0), rtol=1e-6)
+    fitted.save_pretrained(tmp_path)
+    loaded = AutoFeatureExtractor.from_pretrained(tmp_path)
+    assert (loaded.downsample, loaded.series_features, loaded.log_floor) == (2, ["log", "log_rms"], 1.0)
+    np.testing.assert_allclose(loaded(series)["input_values"], fitted(series)["input_values"])
+    np.testing.assert_allclose(fitted(series)["input_values"][0], (expected - both.mean(0)) / both.std(0), rtol=1e-5)
+    with pytest.raises(ValueError, match="expects one channel"):
+        loaded(np.zeros((6, 2)))
+    with pytest.raises(ValueError, match="NaN"):
+        loaded([1.0, None, 2.0])
 
 
 def test_timeseries_fit_rejects_a_channel_without_observations():

@@ -85,6 +85,7 @@ def test_release_measures_writes_the_card_and_makes_the_folder_portable(released
     assert set(measured) == {"accuracy", "f1"}
     assert card.data.license == "mit" and card.data.pipeline_tag == "tabular-classification"
     assert "python my_train.py --max-steps 2" in card.text and "CC0-1.0" in card.text
+    assert f'repo = "<user>/{folder.name}"' in card.text  # the folder's name, not the name of its staging copy
     # the card's reproduce command prints the model-index numbers
     evaluate = f"s4d-hf evaluate {folder} --dataset {own[1]} --task {TASK}"
     assert evaluate in card.text

@@ -54,6 +54,7 @@ def test_release_writes_a_card_that_evaluate_and_push_agree_with(trained, capsys
     assert read_card_metrics(trained) == pytest.approx(last_json(capsys))
     card = (trained / "README.md").read_text()
     assert "1-NN" in card and "s4d-hf train" in card
+    assert f'repo = "<user>/{trained.name}"' in card  # the folder's name, not the name of its staging copy
     for png in ("training_curve.png", "confusion_matrix.png", "eigenvalues.png"):
         assert (trained / png).is_file() and png in card
     assert cli(["push", str(trained), "--repo-id", "me/s4d-levels", "--dry-run"]) == 0

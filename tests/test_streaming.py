@@ -113,6 +113,10 @@ def test_streaming_refusals_are_explicit():
         S4DStreamer(S4DForSequenceClassification(S4DConfig(vocab_size=10, d_model=8, n_layers=1, d_state=4)))
     with pytest.raises(ValueError, match="rate must be a positive number"):
         S4DStreamer(model, rate=0)
+    with pytest.raises(ValueError, match="downsample=2"):
+        S4DStreamer(model, S4DTimeSeriesProcessor(downsample=2))
+    with pytest.raises(ValueError, match=r"series_features=\['standardized'\]"):
+        S4DStreamer(model, S4DTimeSeriesProcessor(series_features=["standardized"]))
     streamer = S4DStreamer(model)
     with pytest.raises(ValueError, match=r"chunk must be input_values .* length >= 1"):
         streamer.push(torch.zeros(1, 0))

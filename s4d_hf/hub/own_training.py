@@ -115,6 +115,7 @@ def release_own_training(folder, task: str | None = None, dataset: str | None = 
         if dataset_id is not None and isinstance(info.get("dataset"), dict):
             info["dataset"] = {**info["dataset"], "id": dataset_id}
     info.setdefault("model_name", folder.resolve().name)
+    info.setdefault("repo_id", f"<user>/{folder.resolve().name}")  # the folder's name, not its staging copy's
     info.setdefault("command", command or DEFAULT_COMMAND)
     if command is not None:
         info["command"] = command

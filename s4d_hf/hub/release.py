@@ -40,14 +40,30 @@ from s4d_hf.hub.remote_code import make_portable
 from s4d_hf.staging import staged_folder
 from s4d_hf.training.baselines import run_baseline
 from s4d_hf.training.data.builtin import REGISTRY, RELEASE_HARDWARE
-from s4d_hf.training.data.core import CLASSIFICATION_TASKS
+from s4d_hf.training.data.core import CLASSIFICATION_TASKS, data_seed
+from s4d_hf.training.data.hf_datasets import hf_dataset_options
+from s4d_hf.training.data.loading import load_dataset_spec
 from s4d_hf.training.transformer_baseline import OUTPUT_NAME as TRANSFORMER_BASELINE
 
 def baseline(folder) -> dict:
     """The classic baseline for the run's task on the run's own splits (fit on train+eval, scored on test)."""
     run_args, splits = run_splits(folder)
     note(f"fitting and scoring the baseline for {run_args['task']}")
-    return run_baseline(run_args["task"], splits)
+    return run_baseline(run_args["task"], baseline_splits(run_args, splits))
+
+
+def baseline_splits(run_args: dict, splits):
+    """The splits the classic baseline is fit on: the run's, without a built-in's augmentation options (crops,
+    balance: see ``BuiltinDataset.augmentation_options``), so the baseline sees the data as recorded."""
+    entry = REGISTRY.get(run_args["dataset"])
+    options = dict(run_args.get("dataset_option") or {})
+    dropped = sorted(k for k in options if entry is not None and k in entry.augmentation_options)
+    if not dropped:
+        return splits
+    note(f"the baseline is fit without the augmentation option(s) {', '.join(dropped)}")
+    return load_dataset_spec(run_args["dataset"], run_args["task"], seed=data_seed(run_args),
+                             builtin_options={k: v for k, v in options.items() if k not in dropped},
+                             dataset_args=hf_dataset_options(run_args))
 
 
 def _history(folder: Path, metric: str) -> list[dict]:
@@ -79,7 +95,7 @@ def release(folder, extras: list[str] = (), dataset_id: str | None = None, metho
     transformer = transformer_baseline_info(folder, run_args)  # refused before anything is measured
     metrics, logits = _test_metrics(folder, task, run_args, splits)
     note(f"fitting and scoring the baseline for {task}")
-    base = run_baseline(task, splits)
+    base = run_baseline(task, baseline_splits(run_args, splits))
     extra_results = []
     for kind in extras:
         note(f"further evaluation --extra {kind}")
@@ -89,6 +105,7 @@ def release(folder, extras: list[str] = (), dataset_id: str | None = None, metho
     if transformer is not None:
         transformer["s4d"]["hardware"] = info["hardware"]
         info["transformer_baseline"] = transformer
+    info.setdefault("repo_id", f"<user>/{folder.resolve().name}")  # the folder's name, not its staging copy's
     with staged_folder(folder, copy_of=folder) as staging:  # the folder changes only once everything is written
         note("plotting")
         info["plots"] = _draw_plots(staging, task, splits, logits)

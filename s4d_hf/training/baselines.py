@@ -20,6 +20,7 @@ import math
 import numpy as np
 import torch
 
+from ..processing.timeseries_processing_s4d import transform_series
 from .data.core import is_lazy
 
 
@@ -41,7 +42,15 @@ def _labels(examples) -> np.ndarray:
 
 
 def nearest_neighbour(splits) -> dict:
-    """1-NN, Euclidean, on series resampled to the longest training length. Metric: accuracy."""
+    """1-NN, Euclidean, on series resampled to the longest training length. Metric: accuracy.
+
+    The series as the splits hold them, pooled by the splits' ``series_transform`` downsample when there is one
+    (its per-series features are the model's inputs, not the classic method's)."""
+    downsample = (getattr(splits, "series_transform", None) or {}).get("downsample", 1)
+    if downsample > 1:
+        splits = dataclasses.replace(splits, **{name: [
+            {**e, "input_values": transform_series(e["input_values"], downsample)} for e in getattr(splits, name)]
+            for name in ("train", "eval", "test")})
     length = max(len(e["input_values"]) for e in splits.train)
     train = _stack(splits.train + splits.eval, length)
     test = _stack(splits.test, length)

@@ -24,7 +24,8 @@ def save_processor(output_dir: str | os.PathLike, task: str, splits: DatasetSpli
 
     audio: ``S4DFeatureExtractor`` (per-clip zero-mean unit-variance); images: ``S4DImageProcessor`` (resize to
     the training size, /255, per-channel mean/std of the train split); time series: ``S4DTimeSeriesProcessor`` with
-    the train split's per-channel mean/std; causal-lm: ``S4DByteTokenizer`` (ids = byte + 3, no ``</s>`` appended).
+    the splits' ``series_transform`` and the train split's per-channel mean/std (of the transformed series);
+    causal-lm: ``S4DByteTokenizer`` (ids = byte + 3, no ``</s>`` appended).
     ``stats``: the statistics from :func:`~s4d_hf.training.data.fit_normalization` (refitted on ``splits.train``
     when not given). Raises ImportError when ``s4d_hf.processing`` is not installed.
     """
@@ -51,7 +52,7 @@ def save_processor(output_dir: str | os.PathLike, task: str, splits: DatasetSpli
                                       image_std=[float(v) for v in stats["std"]])
     else:
         processor = S4DTimeSeriesProcessor(feature_size=splits.input_dim, mean=[float(v) for v in stats["mean"]],
-                                           std=[float(v) for v in stats["std"]])
+                                           std=[float(v) for v in stats["std"]], **(splits.series_transform or {}))
     processor.save_pretrained(str(output_dir))
 
 

@@ -25,6 +25,8 @@ import dataclasses
 
 import numpy as np
 
+from ...processing.timeseries_processing_s4d import transform_series
+
 
 TASKS = (
     "audio-classification",
@@ -63,6 +65,10 @@ class DatasetSplits:
     description: str = ""
     license: str = "unknown"
     citation: str = ""
+    # time series: a per-series transform of the raw series the splits hold, applied before normalisation, in training
+    # (normalize_splits) and by the saved processor (the keyword arguments downsample, series_features, log_floor of
+    # S4DTimeSeriesProcessor and transform_series); input_dim counts the channels it makes
+    series_transform: dict | None = None
 
 
 def text_to_ids(text: str | bytes) -> np.ndarray:
@@ -217,7 +223,10 @@ def check_splits(task: str, splits: DatasetSplits, num_labels: int | None = None
                 continue
             if x.ndim != 2 or x.shape[0] < 1:
                 raise ValueError(f"{where}: input_values must have shape (L, C); got {x.shape}")
-            if splits.input_dim is not None and x.shape[1] != splits.input_dim:
+            if (splits.series_transform or {}).get("series_features"):
+                if x.shape[1] != 1:
+                    raise ValueError(f"{where}: series_features are computed from one channel; got {x.shape[1]}")
+            elif splits.input_dim is not None and x.shape[1] != splits.input_dim:
                 raise ValueError(f"{where}: input_dim mismatch: {x.shape[1]} channels, but the dataset declares "
                                  f"input_dim={splits.input_dim}")
             if not np.all(np.isfinite(x)):
@@ -397,11 +406,25 @@ def normalize_splits(task: str, splits: DatasetSplits) -> tuple[DatasetSplits, d
     Lazy splits (:func:`is_lazy`) stay lazy: the normalisation is applied on access."""
     if task == "causal-lm":
         return splits, {}
+    if task.startswith("time-series") and splits.series_transform:
+        transform = _SeriesTransform(splits.series_transform)
+        splits = dataclasses.replace(splits, train=map_examples(splits.train, transform),
+                                     eval=map_examples(splits.eval, transform), test=map_examples(splits.test, transform))
     stats = fit_normalization(task, splits.train)
     normalize = _Normalize(task, stats)
     return dataclasses.replace(splits, train=map_examples(splits.train, normalize),
                                eval=map_examples(splits.eval, normalize),
                                test=map_examples(splits.test, normalize)), stats
+
+
+class _SeriesTransform:
+    """One example with the splits' ``series_transform`` applied (the saved processor's :func:`transform_series`)."""
+
+    def __init__(self, options: dict):
+        self.options = options
+
+    def __call__(self, ex: dict) -> dict:
+        return {**ex, "input_values": transform_series(ex["input_values"], **self.options).astype(np.float32)}
 
 
 class _Normalize:

@@ -129,7 +129,7 @@ def _through_datasets(name: str, task: str, seed: int, raw: DatasetSplits) -> Da
     listed = dataclasses.replace(raw, **{split: [] for split in lazy})
     splits = dataset_dict_splits(builtin_dataset_dict(listed, task), task, name, seed)
     return dataclasses.replace(splits, **lazy, description=raw.description, license=raw.license,
-                               citation=raw.citation)
+                               citation=raw.citation, input_dim=raw.input_dim, series_transform=raw.series_transform)
 
 
 SPLIT_DATASET_NAMES = {"train": "train", "eval": "validation", "test": "test"}
@@ -153,7 +153,8 @@ def builtin_dataset_dict(splits: DatasetSplits, task: str):
 
     examples = {name: getattr(splits, split) for split, name in SPLIT_DATASET_NAMES.items()}
     everything = [ex for split in examples.values() for ex in split]
-    channels = splits.input_dim or np.shape(everything[0]["input_values"])[1]
+    channels = 1 if (splits.series_transform or {}).get("series_features") else \
+        splits.input_dim or np.shape(everything[0]["input_values"])[1]  # series_features: computed from 1 channel
     size = with_image_size(dataclasses.replace(splits, train=everything)).image_size \
         if task == "image-classification" else None
     ndim = (3 if size else 2) - (channels == 1)  # one channel is stored without its axis: (L,) or (H, W)

@@ -51,12 +51,15 @@ __all__ = ["REGISTRY", "BUILTIN_DATASETS", "BUILTIN_TASKS", "RELEASE_HARDWARE", 
 @dataclasses.dataclass(frozen=True)
 class BuiltinDataset:
     """One built-in dataset: its task, a one-paragraph description (cards quote it), its loader
-    ``load(seed, **options) -> DatasetSplits`` and the known limitations of a model trained on it."""
+    ``load(seed, **options) -> DatasetSplits``, the known limitations of a model trained on it, and the loader options
+    that augment the training split (left out when ``s4d-hf release`` fits the classic baseline, which is fit on the
+    data as recorded)."""
 
     task: str
     description: str
     load: Callable[..., DatasetSplits]
     limitations: tuple[str, ...] = ()
+    augmentation_options: tuple[str, ...] = ()
 
 
 # Where the shipped checkpoints (checkpoints/, trained on these datasets) were trained and measured; release cards
@@ -66,11 +69,12 @@ RELEASE_HARDWARE = "2 CPU cores (x86-64, at times shared with other jobs), no GP
 REGISTRY: dict[str, BuiltinDataset] = {
     "plaid": BuiltinDataset(
         "time-series-classification", ucr.PLAID_DESCRIPTION, ucr.load_plaid, limitations=(
-            "After a short CPU run this model is far below the 1-nearest-neighbour baseline on the same split (see "
-            "Results): it is a worked example of the pipeline, not a competitive PLAID classifier. It overfits the "
-            "482 training series (final train loss well below the eval loss; see the training curve).",
-            "Accuracy on other houses or measurement set-ups is untested.",
-        )),
+            "Trained on 482 series of one measurement campaign (with random windows of them added: crops); "
+            "accuracy on other houses or measurement set-ups is untested.",
+            "Pass the current as recorded (one channel, the file's units, PLAID's sampling): the processor averages "
+            "windows of 4 steps and computes the model's 3 channels (signed log, the series over its own scale, its "
+            "log RMS) from the whole series, so the model cannot stream.",
+        ), augmentation_options=("crops", "crop_fraction", "balance")),
     "tecator": BuiltinDataset(
         "time-series-regression", ucr.TECATOR_DESCRIPTION, ucr.load_tecator, limitations=(
             "Tecator has 215 spectra in all (43 test): the test RMSE has a large uncertainty.",

@@ -7,6 +7,7 @@ import pathlib
 
 import numpy as np
 
+from ....processing.timeseries_processing_s4d import SERIES_FEATURES
 from ..core import DatasetSplits, quantile_bins, stratified_split
 from .common import PIP_HINTS, DatasetNotInstalledError, as_bool, as_dir, as_float, as_int, as_names, package_dir
 
@@ -103,40 +104,7 @@ def _ts_files(problem: str, data_dir) -> tuple[pathlib.Path, pathlib.Path]:
     return files
 
 
-def _pool_time(x: np.ndarray, factor: int) -> np.ndarray:
-    """(L, C) -> (ceil(L / factor), C) by averaging non-overlapping windows (the last one may be shorter)."""
-    if factor == 1:
-        return x
-    starts = np.arange(0, len(x), factor)
-    return (np.add.reduceat(x, starts, axis=0) / np.diff(np.append(starts, len(x)))[:, None]).astype(np.float32)
-
-
-PLAID_FEATURES = ("raw", "log", "standardized", "log_rms")
-
-
-def plaid_features(x: np.ndarray, features: tuple[str, ...], log_floor: float) -> np.ndarray:
-    """(L, 1) current -> (L, len(features)) float32, one channel per name, in the order given:
-
-    - "raw": the current as read (the processor's global normalisation then divides every series by the same std,
-      so the quiet series sit next to zero beside the loud ones);
-    - "log": signed log, sign(x) * log1p(|x| / log_floor): compresses the seven decades of amplitude (series RMS
-      from 6e-5 to 200 in the file's units) into one range while keeping the waveform's shape (log_floor: the
-      value below which it is about linear; the default 1e-5 sits under the quietest series' waveform);
-    - "standardized": the series minus its own mean, over its own standard deviation (its shape without its scale);
-    - "log_rms": log(rms(x) + log_floor) of the whole series, repeated at every step (its scale without its shape).
-    """
-    x = x[:, 0].astype(np.float64)
-    channels = []
-    for name in features:
-        if name == "raw":
-            channels.append(x)
-        elif name == "log":
-            channels.append(np.sign(x) * np.log1p(np.abs(x) / log_floor))
-        elif name == "standardized":
-            channels.append((x - x.mean()) / max(float(x.std()), 1e-8))
-        else:  # "log_rms"
-            channels.append(np.full_like(x, np.log(np.sqrt(np.mean(x ** 2)) + log_floor)))
-    return np.stack(channels, axis=1).astype(np.float32)
+PLAID_FEATURES = SERIES_FEATURES
 
 
 def _balanced(examples: list, seed: int) -> list:
@@ -183,14 +151,22 @@ def load_plaid(seed: int = 0, *, data_dir=None, downsample=1, max_length=None, e
                log_floor=1e-5, balance=False, crops=0, crop_fraction=0.5) -> DatasetSplits:
     """UCR PLAID: appliance current, 11 classes, 537 train / 537 test series of 100..1344 steps, (L, 1).
 
-    downsample: average non-overlapping windows of this many steps (e.g. 4 -> lengths 25..336). The mains period
-    is about 5 steps in these files, so any downsampling averages the waveform's harmonics away.
-    max_length: keep the first max_length steps (after downsampling) of longer series; the windows start with
-    the switch-on transient, which carries most of the class information.
+    The splits hold the current as read; ``downsample``, ``features`` and ``log_floor`` become the splits'
+    ``series_transform``, applied per series by training and by the saved processor (``transform_series`` of
+    ``S4DTimeSeriesProcessor``), so the released model takes the current as recorded.
+
+    downsample: average non-overlapping windows of this many steps (e.g. 4 -> lengths 25..336). The files hold
+    about 5 samples per mains cycle, so downsampling blurs the shape of each cycle.
+    max_length: keep the first max_length * downsample steps of longer series (max_length steps after
+    downsampling); the windows start with the switch-on transient, which carries most of the class information.
+    The saved processor does not cut: a model trained with it still sees whole series at inference.
     eval_fraction: share of the official training split held out per class as the eval split.
-    features: comma-separated input channels, computed per series after downsample/max_length/crops (see
-    `plaid_features`): any of "raw" (default), "log", "standardized", "log_rms"; input_dim is their number.
-    log_floor: the scale of "log" and "log_rms" (> 0, in the file's units; default 1e-5).
+    features: comma-separated input channels, computed per series after downsampling: any of "raw" (default),
+    "log", "standardized", "log_rms" (see ``transform_series``); input_dim is their number. The current's RMS
+    spans seven decades across series (6e-5 to 200 in the file's units): "raw" alone, under the processor's
+    global normalisation, leaves the quiet series next to zero.
+    log_floor: the scale of "log" and "log_rms" (> 0, in the file's units; default 1e-5, below the quietest
+    series' waveform).
     balance: repeat the training examples of the smaller classes until every class has as many as the largest
     (eval and test are untouched).
     crops: augmentation, add this many random windows of every training series (a random length between
@@ -209,22 +185,21 @@ def load_plaid(seed: int = 0, *, data_dir=None, downsample=1, max_length=None, e
     balance = as_bool("balance", balance)
     crops = as_int("crops", crops, 0)
     crop_fraction = _positive("crop_fraction", crop_fraction, "a number in (0, 1]", high=1.0)
-    raw = {}  # split -> [(downsampled (L, 1) series, label)]
+    cut = None if max_length is None else max_length * downsample
+    raw = {}  # split -> [{"input_values": (L, 1) current, "labels": class}]
     for split, path in zip(("train", "test"), _ts_files("PLAID", data_dir)):
         series, labels, _ = parse_ts(path.read_text(encoding="utf-8"), str(path))
-        raw[split] = [{"input_values": _pool_time(x, downsample)[:max_length], "labels": int(y)}
-                      for x, y in zip(series, labels)]
+        raw[split] = [{"input_values": x[:cut], "labels": int(y)} for x, y in zip(series, labels)]
     kept, held = stratified_split([e["labels"] for e in raw["train"]], eval_fraction, seed)
     train = _cropped([raw["train"][i] for i in kept], crops, crop_fraction, seed)
-    splits = {name: [{**e, "input_values": plaid_features(e["input_values"], features, log_floor)} for e in examples]
-              for name, examples in (("train", train), ("eval", [raw["train"][i] for i in held]),
-                                     ("test", raw["test"]))}
+    transform = {"downsample": downsample, "log_floor": log_floor}
+    if list(features) != ["raw"]:
+        transform["series_features"] = list(features)
     return DatasetSplits(
-        train=_balanced(splits["train"], seed) if balance else splits["train"], eval=splits["eval"],
-        test=splits["test"], id2label=dict(enumerate(PLAID_CLASSES)), input_dim=len(features),
-        description=PLAID_DESCRIPTION,
+        train=_balanced(train, seed) if balance else train, eval=[raw["train"][i] for i in held], test=raw["test"],
+        id2label=dict(enumerate(PLAID_CLASSES)), input_dim=len(features), description=PLAID_DESCRIPTION,
         license="UCR archive: research use with citation (no formal licence); sktime package BSD-3-Clause",
-        citation=PLAID_CITATION)
+        citation=PLAID_CITATION, series_transform=transform)
 
 
 def load_tecator(seed: int = 0, *, data_dir=None, eval_fraction=0.1) -> DatasetSplits:
