@@ -234,36 +234,46 @@ def test_input_stats_match_numpy_over_all_time_steps():
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_speaker_split_never_puts_a_speaker_in_two_splits(seed):
-    splits = spoken_digits.split_speakers(spoken_digits.SPEAKERS, seed)
-    members = [set(splits[s]) for s in core.SPLIT_NAMES]
-    assert not (members[0] & members[1]) and not (members[0] & members[2]) and not (members[1] & members[2])
-    assert set.union(*members) == set(spoken_digits.SPEAKERS)
-    for split in core.SPLIT_NAMES:   # both synthesisers in every split: flite's 4 speakers go 2 / 1 / 1
-        assert {s.split(":")[0] for s in splits[split]} == {"espeak-ng", "flite"}
-    assert sum(s.startswith("flite:") for s in splits["train"]) == 2
+def test_voice_families_and_accents_are_each_in_one_split():
+    families = spoken_digits.split_families()
+    assert tuple(families) == spoken_digits.SYNTH_SPLITS == ("train", "eval", "test", "unseen")
+    for key in ("espeak-ng", "flite", "accents"):
+        members = [set(families[split][key]) for split in families]
+        assert sum(map(len, members)) == len(set.union(*members))   # no voice, flite family or accent in two splits
+    variants = [set(families[split]["espeak-ng"]) for split in families]
+    assert set.union(*variants) == set(spoken_digits.ESPEAK_VARIANTS)
+    assert {f for split in families for f in families[split]["flite"]} == set(spoken_digits.FLITE_FAMILIES)
+    by_family = [{spoken_digits.voice_family(v) for v in families[split]["espeak-ng"]} for split in families]
+    assert sum(map(len, by_family)) == len(set.union(*by_family))   # versions of one voice stay together
+    for versions in (("klatt", "klatt2", "klatt6"), ("m1", "m8"), ("f1", "f5"), ("whisper", "whisperf"), ("iven", "iven4")):
+        assert len({split for split in families for v in versions if v in families[split]["espeak-ng"]}) == 1
+    for split in ("eval", "test", "unseen"):   # held-out variant families, and eval/test have a flite voice each
+        assert len(by_family[spoken_digits.SYNTH_SPLITS.index(split)]) == spoken_digits.N_HELD_OUT
+        assert len(families[split]["flite"]) == (0 if split == "unseen" else 1)
+    assert families == spoken_digits.split_families()   # fixed: the same for every run
 
 
-def test_clip_specs_use_only_their_split_speakers_and_are_stable_per_clip():
-    counts = {"train": 12, "eval": 4, "test": 4}
-    specs = spoken_digits.spoken_digit_specs(0, counts)
-    speakers = spoken_digits.split_speakers(spoken_digits.SPEAKERS, 0)
-    for split in core.SPLIT_NAMES:
-        assert len(specs[split]) == 10 * counts[split]
+def test_clip_specs_use_only_their_split_families_and_are_stable_per_clip():
+    counts = {"train": 12, "eval": 4, "test": 4, "unseen": 3}
+    specs = spoken_digits.spoken_digit_specs(0, counts, flite_fraction=0.5)
+    families = spoken_digits.split_families()
+    for split, count in counts.items():
+        assert len(specs[split]) == 10 * count
         for spec in specs[split]:
-            assert spec["speaker"] in speakers[split]
             assert spoken_digits.DIGIT_WORDS[spec["labels"]] == spec["word"]
             engine, name = spec["speaker"].split(":")
             voice = spec["synth"]["voice"]
             if engine == "flite":
-                assert voice in spoken_digits.FLITE_SPEAKERS[name][0]
-            else:   # the variant after '+' is the speaker, the part before it an accent
+                assert name in families[split]["flite"] and voice in spoken_digits.FLITE_FAMILIES[name][0]
+            else:   # the part before '+' is the accent, the variant after it the voice
                 accent, _, variant = voice.partition("+")
-                assert accent in spoken_digits.ESPEAK_ACCENTS and (variant or "default") == name
-    used = {split: {s["speaker"] for s in specs[split]} for split in core.SPLIT_NAMES}
-    assert not (used["train"] & used["test"]) and not (used["train"] & used["eval"])
-    more = spoken_digits.spoken_digit_specs(0, {"train": 20, "eval": 1, "test": 9})
+                assert accent in families[split]["accents"] and variant in families[split]["espeak-ng"]
+                assert spoken_digits.voice_family(variant) == name
+    used = {split: {s["speaker"] for s in specs[split]} for split in counts}
+    for held_out in ("eval", "test", "unseen"):
+        assert not used["train"] & used[held_out]
+    assert {s["synth"]["engine"] for s in specs["test"]} == {"espeak-ng", "flite"}
+    more = spoken_digits.spoken_digit_specs(0, {"train": 20, "eval": 1, "test": 9}, flite_fraction=0.5)
     assert more["train"][:12] == specs["train"][:12]   # clip (split, digit, index) does not move with the counts
     assert spoken_digits.spoken_digit_specs(1, counts)["train"] != specs["train"]
 
@@ -302,15 +312,17 @@ def test_augment_clip_sets_peak_position_and_snr():
     np.testing.assert_array_equal(centred[2500:5500] * 32768, utterance.astype(np.float32))
 
 
-def test_spoken_digits_cache_is_written_once_and_reused(tmp_path, monkeypatch):
-    calls = []
-
-    def fake_synthesize(spec, sampling_rate, window):
+def fake_synthesize(calls):
+    def synthesize(spec, sampling_rate, window):
         calls.append(spec["word"])
         return np.full(100 + 10 * spec["labels"], 1000 * (spec["labels"] + 1), np.int16)
+    return synthesize
 
+
+def test_spoken_digits_cache_is_written_once_and_reused(tmp_path, monkeypatch):
+    calls = []
     monkeypatch.setenv("S4D_HF_CACHE", str(tmp_path))
-    monkeypatch.setattr(spoken_digits, "synthesize", fake_synthesize)
+    monkeypatch.setattr(spoken_digits, "synthesize", fake_synthesize(calls))
     monkeypatch.setattr(spoken_digits, "_tool_versions", lambda: "fake tools")
     first = load_builtin("spoken-digits", "audio-classification", n_per_class=3, n_eval_per_class=1,
                          n_test_per_class=2, sampling_rate="4000", augment="false")
@@ -326,6 +338,69 @@ def test_spoken_digits_cache_is_written_once_and_reused(tmp_path, monkeypatch):
     assert example["labels"] == 9 and np.count_nonzero(example["input_values"]) == 190
     assert first.sampling_rate == 4000 and first.id2label[0] == "zero"
     assert [len(first.train), len(first.eval), len(first.test)] == [30, 10, 20]
+    with np.load(next((tmp_path / "spoken_digits").glob("test-*.npz"))) as cached:
+        assert str(cached["tools"]) == "fake tools"
+    fewer = load_builtin("spoken-digits", n_per_class=2, n_eval_per_class=1, n_test_per_class=1,
+                         sampling_rate=4000, augment=False)
+    assert len(calls) == 60   # the clips of a smaller run come out of the bigger run's files ...
+    assert len(list((tmp_path / "spoken_digits").glob("*.npz"))) == 5   # ... and are saved as their own files
+    kept = [i for i in range(30) if i % 3 < 2]   # clips 0 and 1 of each digit
+    for a, i in zip(fewer.train, kept):
+        np.testing.assert_array_equal(a["input_values"], first.train[i]["input_values"])
+
+
+def test_spoken_digits_run_from_a_copied_cache_without_the_synthesisers(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(spoken_digits, "synthesize", fake_synthesize(calls))
+    monkeypatch.setattr(spoken_digits, "_tool_versions", lambda: "fake tools")
+    options = dict(n_per_class=2, n_eval_per_class=1, n_test_per_class=1)
+    made = load_builtin("spoken-digits", cache_dir=tmp_path / "made", **options)
+    unseen = load_builtin("spoken-digits-unseen", n_per_class=2, cache_dir=tmp_path / "made")
+    assert len(calls) == 10 * (2 + 1 + 1 + 2) and len(unseen.test) == 20
+    shutil.copytree(tmp_path / "made", tmp_path / "copy")
+    shutil.rmtree(tmp_path / "made")
+    monkeypatch.undo()   # the real synthesis and tool check again, but neither program exists now
+    monkeypatch.setattr(spoken_digits.shutil, "which", lambda program: None)
+    monkeypatch.setattr(spoken_digits.subprocess, "run", lambda *a, **k: pytest.fail("a synthesiser was run"))
+    copied = load_builtin("spoken-digits", cache_dir=str(tmp_path / "copy"), **options)
+    for a, b in zip(made.eval + made.test, copied.eval + copied.test):
+        np.testing.assert_array_equal(a["input_values"], b["input_values"])
+    assert len(load_builtin("spoken-digits-unseen", n_per_class=2, cache_dir=tmp_path / "copy").test) == 20
+    with pytest.raises(DatasetNotInstalledError, match="espeak-ng.*or point cache_dir= at a copy"):
+        load_builtin("spoken-digits", cache_dir=tmp_path / "copy", n_per_class=3)   # clips the cache lacks
+
+
+def test_spoken_digits_train_clips_change_every_epoch_and_eval_test_do_not(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(spoken_digits, "synthesize", fake_synthesize([]))
+    monkeypatch.setattr(spoken_digits, "_tool_versions", lambda: "fake tools")
+    options = dict(n_per_class=2, n_eval_per_class=2, n_test_per_class=2, cache_dir=tmp_path)
+    raw = load_builtin("spoken-digits", "audio-classification", **options)
+    assert core.is_lazy(raw.train) and not core.is_lazy(raw.eval) and not core.is_lazy(raw.test)
+    splits, _ = core.normalize_splits("audio-classification", raw)   # the normalisation keeps the split lazy
+    assert core.is_lazy(splits.train)
+
+    def epoch():   # as the Trainer reads it: a shuffled DataLoader that fetches a batch of indices at once
+        loader = torch.utils.data.DataLoader(splits.train, batch_size=4, shuffle=True, collate_fn=lambda rows: rows)
+        return [row for batch in loader for row in batch]
+
+    torch.manual_seed(0)
+    first, second = epoch(), epoch()
+    for rows in (first, second):
+        assert len(rows) == 20 and sorted(r["labels"] for r in rows) == sorted(ex["labels"] for ex in raw.eval)
+        for row in rows:
+            x = row["input_values"]
+            assert x.shape == (8000, 1) and x.dtype == np.float32 and np.all(np.isfinite(x))
+    contents = lambda rows: sorted(r["input_values"].tobytes() for r in rows)  # noqa: E731
+    assert not set(contents(first)) & set(contents(second))   # no example seen twice
+    torch.manual_seed(0)
+    assert contents(epoch()) == contents(first)                # but reproducible from the seed
+    again = load_builtin("spoken-digits", "audio-classification", **options)
+    for a, b in zip(raw.eval + raw.test, again.eval + again.test):   # fixed per clip
+        np.testing.assert_array_equal(a["input_values"], b["input_values"])
+    assert [ex["labels"] for ex in raw.train] == [spec["labels"] for spec in
+                                                  spoken_digits.spoken_digit_specs(0, {"train": 2})["train"]]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -437,7 +512,7 @@ def test_missing_data_says_what_to_install(tmp_path, monkeypatch):
         load_builtin("plaid")
     monkeypatch.setattr(spoken_digits.shutil, "which", lambda program: None)
     with pytest.raises(DatasetNotInstalledError, match="apt-get install espeak-ng flite"):
-        load_builtin("spoken-digits", n_per_class=1)
+        load_builtin("spoken-digits", n_per_class=1, cache_dir=tmp_path / "empty")   # nothing cached: synthesis
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -509,9 +584,16 @@ def test_real_synthesis_is_deterministic_and_fits_the_window(tmp_path, monkeypat
     first = load_builtin("spoken-digits", **options)
     monkeypatch.setenv("S4D_HF_CACHE", str(tmp_path / "b"))   # fresh cache: synthesised again
     second = load_builtin("spoken-digits", **options)
-    for a, b in zip(first.train + first.eval + first.test, second.train + second.eval + second.test):
+    for a, b in zip(first.eval + first.test, second.eval + second.test):
         assert a["input_values"].shape == (8000, 1) and a["input_values"].dtype == np.float32
         np.testing.assert_array_equal(a["input_values"], b["input_values"])
         assert 0.05 < np.abs(a["input_values"]).max() <= 1.0
+    files = [sorted((tmp_path / run / "spoken_digits").glob("*.npz")) for run in ("a", "b")]
+    assert [f.name for f in files[0]] == [f.name for f in files[1]] and len(files[0]) == 3
+    for a, b in zip(*files):   # the clean utterances, the train split's too
+        with np.load(a) as x, np.load(b) as y:
+            np.testing.assert_array_equal(x["audio"], y["audio"])
+            lengths = np.diff(x["offsets"])
+            assert lengths.min() > 800 and lengths.max() <= 8000   # a word, within the 1 s window
     specs = spoken_digits.spoken_digit_specs(0, {"train": 1, "eval": 1, "test": 1}, 0.5)
     assert {s["synth"]["engine"] for split in specs.values() for s in split} == {"espeak-ng", "flite"}

@@ -269,12 +269,20 @@ def _method_comparisons(path, dataset: str) -> list[dict]:
 
 
 def _extra(folder: Path, kind: str, run: tuple) -> dict:
-    """Further audio evaluations: the real recorded digits, and clips at another sampling rate."""
+    """Further audio evaluations: the real recorded digits, a second set of unseen voices, and clips at another
+    sampling rate."""
     if kind == "real":
         metrics = evaluate_folder(folder, dataset="spoken-digits-real")
         return {"name": "Real recorded digits (spoken-digits-real)",
                 "description": "Allison Smith's digit prompts 0-9 from Debian asterisk-core-sounds-en-wav, 8 kHz, one "
                                "speaker, 10 clips: `s4d-hf evaluate FOLDER --dataset spoken-digits-real`",
+                "metrics": metrics}
+    if kind == "unseen":
+        metrics = evaluate_folder(folder, dataset="spoken-digits-unseen")
+        return {"name": "Unseen voices (spoken-digits-unseen)",
+                "description": "the digits synthesised in espeak-ng voice families and an accent that no "
+                               "spoken-digits split uses, 100 clips per digit: `s4d-hf evaluate FOLDER --dataset "
+                               "spoken-digits-unseen`",
                 "metrics": metrics}
     if kind.startswith("rate:"):
         hz = int(kind.split(":", 1)[1])
@@ -287,4 +295,4 @@ def _extra(folder: Path, kind: str, run: tuple) -> dict:
                                "rate|resample`",
                 "metrics": {**{f"{k} (rate change)": v for k, v in by_rate.items()},
                             **{f"{k} (resampling)": v for k, v in by_resampling.items()}}}
-    raise ValueError(f"--extra must be 'real' or 'rate:HZ'; got {kind!r}")
+    raise ValueError(f"--extra must be 'real', 'unseen' or 'rate:HZ'; got {kind!r}")
