@@ -2,7 +2,7 @@
 # The exact commands that produced the shipped checkpoints (2-core CPU unless noted; each card states its hardware and time).
 # Usage: bash checkpoints/recipes.sh [NAME ...]   (default: all). Then render each card:
 #   s4d-hf release checkpoints/NAME --methods benchmarks/methods_results.json
-#   (s4d-spoken-digits also: --extra real --extra rate:16000)
+#   (s4d-spoken-digits also: --extra real --extra unseen --extra rate:16000)
 # The same-size Transformer next to S4D in a card (run before release; it reads the folder's budget):
 #   s4d-hf baseline checkpoints/NAME        # writes checkpoints/NAME/transformer_baseline.json
 # After a change to the package's model, processor or pipeline code, refresh the copies every folder carries
@@ -42,7 +42,8 @@ if [ -z "$SELECTED" ] || [[ " $SELECTED " == *" s4d-fashion-mnist-784 "* ]]; the
     --seed 0 --output-dir checkpoints/s4d-fashion-mnist-784 --overwrite --no-progress
 fi
 if [ -z "$SELECTED" ] || [[ " $SELECTED " == *" s4d-spoken-digits "* ]]; then
-  s4d-hf train --task audio-classification --dataset spoken-digits --dataset-option n_per_class=100 \
-    --d-model 32 --n-layers 3 --d-state 32 --bidirectional --epochs 16 --batch-size 16 --lr 1e-2 --seed 0 \
-    --output-dir checkpoints/s4d-spoken-digits --overwrite --no-progress
+  s4d-hf train --task audio-classification --dataset spoken-digits --dataset-option n_per_class=500 \
+    --dataset-option n_eval_per_class=30 --dataset-option n_test_per_class=100 --d-model 32 --n-layers 3 \
+    --d-state 32 --bidirectional --max-steps 3000 --eval-steps 250 --batch-size 16 --lr 1e-2 --weight-decay 0.05 \
+    --seed 0 --output-dir checkpoints/s4d-spoken-digits --overwrite --no-progress
 fi

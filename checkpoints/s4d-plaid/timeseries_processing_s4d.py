@@ -3,14 +3,16 @@
 What it does, in order, per example:
 1. read the example as float64 (L, C) (rows = time steps, columns = channels; a DataFrame is reordered to the
    channel names seen at :meth:`fit` time);
-2. apply the NaN policy (``nan_policy``): "error" (default) raises a ValueError naming the example, time steps and
+2. optionally, a per-series transform of a one-channel series (``downsample``, ``series_features``; see
+   :func:`transform_series`), the one the model was trained on, so that a user passes the series as recorded;
+3. apply the NaN policy (``nan_policy``): "error" (default) raises a ValueError naming the example, time steps and
    channels; "impute" fills missing values and masks their time steps (see below), and refuses an
    example that holds only NaN (nothing observed; a NaN at every step with some channel observed stays allowed: it is
    how a stream's chunk looks while one sensor is down, see ``s4d_hf.streaming``). inf is always an error;
-3. normalise each channel with the statistics stored by :meth:`fit` (``mean``/``std``, saved in
+4. normalise each channel with the statistics stored by :meth:`fit` (``mean``/``std``, saved in
    ``preprocessor_config.json``): (x - mean) / std. Fixed statistics, never per-example ones, so that a chunk of a
    stream is normalised exactly as the whole series (``s4d_hf.streaming``) and inference matches training;
-4. pad to the longest example (right side) with ``attention_mask`` 1 = observed step, 0 = padding or imputed step.
+5. pad to the longest example (right side) with ``attention_mask`` 1 = observed step, 0 = padding or imputed step.
 
 Masked imputation: a missing value is set to 0 *after* normalisation (the training mean) and its time step gets
 ``attention_mask`` 0, so the model zeroes that step at every SSM input and leaves it out of the pooled prediction.
@@ -27,6 +29,44 @@ from transformers import BatchFeature, SequenceFeatureExtractor
 
 
 NAN_POLICIES = ("error", "impute")
+SERIES_FEATURES = ("raw", "log", "standardized", "log_rms")
+
+
+def transform_series(x: np.ndarray, downsample: int = 1, series_features=None, log_floor: float = 1e-5) -> np.ndarray:
+    """A per-series transform, the same in training (``s4d_hf.training``) and in :class:`S4DTimeSeriesProcessor`.
+
+    x: (L, C) float. ``downsample``: average non-overlapping windows of this many steps, (L, C) -> (ceil(L / k), C)
+    (the last window may be shorter). ``series_features`` (None: x unchanged): channels computed from a one-channel
+    series (C = 1) after downsampling, (L, 1) -> (L, len(series_features)), one per name, in the order given:
+
+    - "raw": the series as given;
+    - "log": signed log, sign(x) * log1p(|x| / log_floor): compresses several decades of amplitude into one range
+      while keeping the waveform's shape (``log_floor``: the value below which it is about linear);
+    - "standardized": the series minus its own mean, over its own standard deviation (its shape without its scale);
+    - "log_rms": log(rms(x) + log_floor) of the whole series, repeated at every step (its scale without its shape).
+
+    "standardized" and "log_rms" use the whole series: a model trained on them cannot stream chunk by chunk.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if downsample > 1:
+        starts = np.arange(0, len(x), downsample)
+        x = np.add.reduceat(x, starts, axis=0) / np.diff(np.append(starts, len(x)))[:, None]
+    if not series_features:
+        return x
+    x = x[:, 0]
+    channels = []
+    for name in series_features:
+        if name == "raw":
+            channels.append(x)
+        elif name == "log":
+            channels.append(np.sign(x) * np.log1p(np.abs(x) / log_floor))
+        elif name == "standardized":
+            channels.append((x - x.mean()) / max(float(x.std()), 1e-8))
+        elif name == "log_rms":
+            channels.append(np.full_like(x, np.log(np.sqrt(np.mean(x ** 2)) + log_floor)))
+        else:
+            raise ValueError(f"series_features: unknown name {name!r}; expected names among {SERIES_FEATURES}")
+    return np.stack(channels, axis=1)
 
 
 class S4DTimeSeriesProcessor(SequenceFeatureExtractor):
@@ -39,6 +79,11 @@ class S4DTimeSeriesProcessor(SequenceFeatureExtractor):
         channel_names (`list[str]`, *optional*): DataFrame column names, in model channel order (set by :meth:`fit`
             when fitted on DataFrames); DataFrames given later are reordered by name.
         padding_value (`float`, defaults to 0.0).
+        downsample (`int`, defaults to 1): average non-overlapping windows of this many steps first
+            (:func:`transform_series`).
+        series_features (`list[str]`, *optional*): names among ``SERIES_FEATURES``; the input is then a one-channel
+            series and the model's ``feature_size`` channels are computed from it (:func:`transform_series`).
+        log_floor (`float`, defaults to 1e-5): the scale of the "log" and "log_rms" features.
     """
 
     model_input_names = ["input_values", "attention_mask"]
@@ -51,6 +96,9 @@ class S4DTimeSeriesProcessor(SequenceFeatureExtractor):
         nan_policy: str = "error",
         channel_names: list[str] | None = None,
         padding_value: float = 0.0,
+        downsample: int = 1,
+        series_features: list[str] | None = None,
+        log_floor: float = 1e-5,
         **kwargs,
     ):
         if isinstance(feature_size, bool) or not isinstance(feature_size, int) or feature_size < 1:
@@ -66,6 +114,41 @@ class S4DTimeSeriesProcessor(SequenceFeatureExtractor):
             if len(channel_names) != feature_size:
                 raise ValueError(f"channel_names must name feature_size={feature_size} channels; got {channel_names}")
         self.channel_names = channel_names
+        self._check_series_transform(downsample, series_features, log_floor)
+
+    def _check_series_transform(self, downsample, series_features, log_floor):
+        if isinstance(downsample, bool) or not isinstance(downsample, int) or downsample < 1:
+            raise ValueError(f"downsample must be a positive integer; got {downsample!r}")
+        if isinstance(log_floor, bool) or not isinstance(log_floor, (int, float)) or not 0 < log_floor < np.inf:
+            raise ValueError(f"log_floor must be a positive number; got {log_floor!r}")
+        if series_features is not None:
+            series_features = [str(name) for name in series_features]
+            unknown = [name for name in series_features if name not in SERIES_FEATURES]
+            if not series_features or unknown or len(set(series_features)) != len(series_features):
+                raise ValueError(f"series_features must be distinct names among {SERIES_FEATURES}; got "
+                                 f"{series_features}")
+            if len(series_features) != self.feature_size:
+                raise ValueError(f"series_features makes {len(series_features)} channel(s) but feature_size is "
+                                 f"{self.feature_size} (the model's input_dim)")
+            if self.nan_policy != "error":
+                raise ValueError("series_features are computed from the whole series, which cannot hold missing "
+                                 "values: use nan_policy='error'")
+            if self.channel_names is not None:
+                raise ValueError("channel_names names the model's channels; with series_features the input is one "
+                                 "channel, so leave channel_names unset")
+        self.downsample, self.series_features, self.log_floor = downsample, series_features, float(log_floor)
+
+    @property
+    def input_channels(self) -> int:
+        """Channels of the series a user passes: 1 with ``series_features``, else ``feature_size``."""
+        return 1 if self.series_features else self.feature_size
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """(L, input_channels) float64 -> (L', feature_size): the per-series transform (:func:`transform_series`),
+        before normalisation."""
+        if self.downsample == 1 and not self.series_features:
+            return x
+        return transform_series(x, self.downsample, self.series_features, self.log_floor)
 
     def _check_statistics(self, mean, std):
         if (mean is None) != (std is None):
@@ -94,7 +177,7 @@ class S4DTimeSeriesProcessor(SequenceFeatureExtractor):
         Returns self.
         """
         examples = self._read_examples(sequences, storing_names=True)
-        values = np.concatenate([x for x, _ in examples], axis=0)  # (sum L, C), NaN where missing
+        values = np.concatenate([self.transform(x) for x, _ in examples], axis=0)  # (sum L, C), NaN where missing
         if np.isnan(values).all(axis=0).any():
             channel = int(np.flatnonzero(np.isnan(values).all(axis=0))[0])
             raise ValueError(f"sequences: channel {channel} has no observed value; cannot fit its mean and std")
@@ -138,7 +221,7 @@ class S4DTimeSeriesProcessor(SequenceFeatureExtractor):
         """
         if padding not in (True, False, "longest", "do_not_pad"):
             raise ValueError(f"padding must be True/'longest' or False/'do_not_pad' (no maximum length); got {padding!r}")
-        examples = self._read_examples(sequences)
+        examples = [(self.transform(x), name) for x, name in self._read_examples(sequences)]
         for x, name in examples:  # (fit still accepts such examples: they add nothing to the statistics)
             if np.isnan(x).all():  # impute would mask every step: not one observed value for the model
                 raise ValueError(f"{name} (shape {x.shape}) holds only NaN: nan_policy='impute' needs at least one "
@@ -185,7 +268,7 @@ class S4DTimeSeriesProcessor(SequenceFeatureExtractor):
 
         if storing_names:
             frames = [x for _, x in items if _is_dataframe(x)]
-            if frames and len(frames[0].columns) == self.feature_size:
+            if frames and len(frames[0].columns) == self.feature_size and not self.series_features:
                 self.channel_names = [str(c) for c in frames[0].columns]
         return [(self._read_example(x, name), name) for name, x in items]
 
@@ -214,9 +297,11 @@ class S4DTimeSeriesProcessor(SequenceFeatureExtractor):
                              f"an array (batch, length, channels)); got {x.shape}")
         if x.shape[0] == 0:
             raise ValueError(f"{name} is empty (shape {x.shape}); every example needs at least one time step")
-        if x.shape[1] != self.feature_size:
+        if x.shape[1] != self.input_channels:
+            expected = (f"one channel (the series as recorded: series_features computes the model's {self.feature_size}"
+                        " channels from it)" if self.series_features else f"feature_size={self.feature_size}")
             raise ValueError(f"{name} has {x.shape[1]} channel(s) (last axis, shape {x.shape}); this processor expects "
-                             f"feature_size={self.feature_size}. Rows are time steps, columns are channels.")
+                             f"{expected}. Rows are time steps, columns are channels.")
         if np.isinf(x).any():
             t, c = np.argwhere(np.isinf(x))[0]
             raise ValueError(f"{name} contains inf at time step {t}, channel {c}; values must be finite")
@@ -247,4 +332,4 @@ def _is_dataframe(value) -> bool:
     return type(value).__module__.startswith("pandas") and type(value).__name__ == "DataFrame"
 
 
-__all__ = ["S4DTimeSeriesProcessor"]
+__all__ = ["S4DTimeSeriesProcessor", "transform_series"]
