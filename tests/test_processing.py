@@ -290,7 +290,8 @@ def test_timeseries_series_transform_pools_computes_features_fits_and_round_trip
     expected = np.stack([log, [log_rms] * 3], axis=1)
     np.testing.assert_allclose(processor(series)["input_values"][0], expected, rtol=1e-6)
     fitted = processor.fit([series, np.array(series)[:, None] * 10])  # statistics of the transformed channels
-    ten = np.stack([np.sign([40.0, -30.0, 80.0]) * np.log1p([40.0, 30.0, 80.0]), [np.log(np.sqrt(8900 / 3) + 1)] * 3], 1)
+    ten = np.stack([np.sign([40.0, -30.0, 80.0]) * np.log1p([40.0, 30.0, 80.0]),
+                    [np.log(np.sqrt(8900 / 3) + 1)] * 3], 1)
     both = np.concatenate([expected, ten])
     np.testing.assert_allclose(fitted.mean, both.mean(0), rtol=1e-6)
     np.testing.assert_allclose(fitted.std, both.std(0), rtol=1e-6)

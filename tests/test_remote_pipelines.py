@@ -139,7 +139,11 @@ def checkpoint_runs(tmp_path_factory):
     spec = {}
     for folder in CHECKPOINTS:
         task = folder_task(folder)
-        item = {"task": task, "folder": str(folder), "channels": _config(folder).get("input_dim") or 1}
+        processor = folder / "preprocessor_config.json"
+        per_series = processor.is_file() and json.loads(processor.read_text()).get("series_features")
+        # a processor with series_features takes the one-channel series as recorded and computes the model's channels
+        channels = 1 if per_series else _config(folder).get("input_dim") or 1
+        item = {"task": task, "folder": str(folder), "channels": channels}
         if task == "audio-classification":
             item["rate"] = json.loads((folder / "preprocessor_config.json").read_text())["sampling_rate"]
         spec[folder.name] = item

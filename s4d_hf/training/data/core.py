@@ -408,8 +408,8 @@ def normalize_splits(task: str, splits: DatasetSplits) -> tuple[DatasetSplits, d
         return splits, {}
     if task.startswith("time-series") and splits.series_transform:
         transform = _SeriesTransform(splits.series_transform)
-        splits = dataclasses.replace(splits, train=map_examples(splits.train, transform),
-                                     eval=map_examples(splits.eval, transform), test=map_examples(splits.test, transform))
+        splits = dataclasses.replace(splits, **{name: map_examples(getattr(splits, name), transform)
+                                                for name in ("train", "eval", "test")})
     stats = fit_normalization(task, splits.train)
     normalize = _Normalize(task, stats)
     return dataclasses.replace(splits, train=map_examples(splits.train, normalize),

@@ -22,6 +22,7 @@ from s4d_hf.staging import staged_file
 from ..audio import read_audio, read_wav_bytes
 from ..augment_audio import AugmentConfig, add_noise, place, random_augment
 from ..core import SPLIT_NAMES, DatasetSplits
+from ..hf_datasets import _as_lazy_split
 from .common import DatasetNotInstalledError, as_bool, as_dir, as_float, as_int, cache_dir
 
 SPOKEN_DIGITS_DESCRIPTION = (
@@ -326,8 +327,6 @@ class AugmentedClips:
 def _lazy_train_split(clips: list[np.ndarray], labels: list[int], window: int, sampling_rate: int):
     """The train split as a lazy ``datasets.Dataset`` of clip indices whose transform is :class:`AugmentedClips`."""
     import datasets
-
-    from ..hf_datasets import _as_lazy_split
 
     offsets = np.cumsum([0] + [len(c) for c in clips]).astype(np.int64)
     audio = np.concatenate(clips) if clips else np.zeros(0, np.int16)
