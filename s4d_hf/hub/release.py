@@ -105,7 +105,6 @@ def release(folder, extras: list[str] = (), dataset_id: str | None = None, metho
     if transformer is not None:
         transformer["s4d"]["hardware"] = info["hardware"]
         info["transformer_baseline"] = transformer
-    info.setdefault("repo_id", f"<user>/{folder.resolve().name}")  # the folder's name, not its staging copy's
     with staged_folder(folder, copy_of=folder) as staging:  # the folder changes only once everything is written
         note("plotting")
         info["plots"] = _draw_plots(staging, task, splits, logits)
@@ -185,6 +184,7 @@ def _card_info(folder: Path, run_args: dict, splits, metrics: dict, base: dict, 
         "extra_results": extra_results,
         "method_comparisons": comparisons,
         "evaluate_folder": folder.as_posix(),
+        "repo_id": f"<user>/{folder.resolve().name}",  # the card is rendered in a staging copy with another name
     }
 
 

@@ -70,6 +70,12 @@ class DatasetSplits:
     # S4DTimeSeriesProcessor and transform_series); input_dim counts the channels it makes
     series_transform: dict | None = None
 
+    @property
+    def series_channels(self) -> int | None:
+        """Channels of the examples as the splits hold them: 1 where ``series_transform`` computes the model's
+        ``input_dim`` channels from a one-channel series (``series_features``), else ``input_dim``."""
+        return 1 if (self.series_transform or {}).get("series_features") else self.input_dim
+
 
 def text_to_ids(text: str | bytes) -> np.ndarray:
     """UTF-8 text (or bytes) -> (n,) int64 ByT5 ids (byte + 3), as ``ByT5Tokenizer(extra_ids=0)`` without special
@@ -223,12 +229,11 @@ def check_splits(task: str, splits: DatasetSplits, num_labels: int | None = None
                 continue
             if x.ndim != 2 or x.shape[0] < 1:
                 raise ValueError(f"{where}: input_values must have shape (L, C); got {x.shape}")
-            if (splits.series_transform or {}).get("series_features"):
-                if x.shape[1] != 1:
-                    raise ValueError(f"{where}: series_features are computed from one channel; got {x.shape[1]}")
-            elif splits.input_dim is not None and x.shape[1] != splits.input_dim:
+            expected = splits.series_channels
+            if expected is not None and x.shape[1] != expected:
+                computed = " computed from 1 channel (series_features)" if expected != splits.input_dim else ""
                 raise ValueError(f"{where}: input_dim mismatch: {x.shape[1]} channels, but the dataset declares "
-                                 f"input_dim={splits.input_dim}")
+                                 f"input_dim={splits.input_dim}{computed}")
             if not np.all(np.isfinite(x)):
                 raise ValueError(f"{where}: input_values contain NaN or inf")
             if task == "image-classification":

@@ -153,8 +153,7 @@ def builtin_dataset_dict(splits: DatasetSplits, task: str):
 
     examples = {name: getattr(splits, split) for split, name in SPLIT_DATASET_NAMES.items()}
     everything = [ex for split in examples.values() for ex in split]
-    channels = 1 if (splits.series_transform or {}).get("series_features") else \
-        splits.input_dim or np.shape(everything[0]["input_values"])[1]  # series_features: computed from 1 channel
+    channels = splits.series_channels or np.shape(everything[0]["input_values"])[1]
     size = with_image_size(dataclasses.replace(splits, train=everything)).image_size \
         if task == "image-classification" else None
     ndim = (3 if size else 2) - (channels == 1)  # one channel is stored without its axis: (L,) or (H, W)

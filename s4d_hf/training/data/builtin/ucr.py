@@ -104,9 +104,6 @@ def _ts_files(problem: str, data_dir) -> tuple[pathlib.Path, pathlib.Path]:
     return files
 
 
-PLAID_FEATURES = SERIES_FEATURES
-
-
 def _balanced(examples: list, seed: int) -> list:
     """Repeat the examples of every class until each has as many as the largest (whole copies, then a seeded
     random remainder), in a seeded random order."""
@@ -178,9 +175,9 @@ def load_plaid(seed: int = 0, *, data_dir=None, downsample=1, max_length=None, e
     max_length = as_int("max_length", max_length, 1, allow_none=True)
     eval_fraction = as_float("eval_fraction", eval_fraction, 0.0, 0.5)
     features = as_names("features", features)
-    unknown = [f for f in features if f not in PLAID_FEATURES]
+    unknown = [f for f in features if f not in SERIES_FEATURES]
     if not features or unknown or len(set(features)) != len(features):
-        raise ValueError(f"option features={','.join(features)!r}: expected distinct names among {PLAID_FEATURES}")
+        raise ValueError(f"option features={','.join(features)!r}: expected distinct names among {SERIES_FEATURES}")
     log_floor = _positive("log_floor", log_floor, "a number > 0", high=float("inf"))
     balance = as_bool("balance", balance)
     crops = as_int("crops", crops, 0)
