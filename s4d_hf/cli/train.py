@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--dataset", required=True, metavar="SPEC",
                       help="a built-in dataset name, or a path: .npz (X, y[, X_test, y_test, X_val, y_val, lengths, "
                            "groups, label_names]), a folder of class sub-folders (audio/images), a .csv (one series "
-                           "per row, a 'label' column), a .txt (causal-lm)")
+                           "per row, a 'label' column), a .txt (causal-lm); or a 🤗 Datasets source (see below)")
     what.add_argument("--dataset-option", action=KeyValues, type=key_value, metavar="KEY=VALUE",
                       help="an option of a built-in dataset loader (repeatable)")
     what.add_argument("--output-dir", required=True, help="the Hub-ready folder to write at the end")
@@ -67,7 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="with --model: a new classifier/regression head when the labels differ")
     what.add_argument("--block-size", type=integer(2),
                       help="causal-lm: tokens (bytes) per training sequence (default 256)")
-    what.add_argument("--image-size", type=_image_size, metavar="HxW", help="resize images of a folder to HxW")
+    what.add_argument("--image-size", type=_image_size, metavar="HxW",
+                      help="resize images (of a folder or a 🤗 Datasets Image column) to HxW")
 
     spt = parser.add_argument_group("self-pretraining (--task self-pretraining; labels are ignored)")
     spt.add_argument("--data-task", choices=TASKS, help="the task whose data format --dataset is read in (default: "
