@@ -2,7 +2,7 @@
 # The exact commands that produced the shipped checkpoints (2-core CPU unless noted; each card states its hardware and time).
 # Usage: bash checkpoints/recipes.sh [NAME ...]   (default: all). Then render each card:
 #   s4d-hf release checkpoints/NAME --methods benchmarks/methods_results.json
-#   (s4d-spoken-digits also: --extra real --extra unseen --extra rate:16000)
+#   (s4d-spoken-digits also: --extra real --extra unseen --extra families --extra rate:16000)
 # The same-size Transformer next to S4D in a card (run before release; it reads the folder's budget):
 #   s4d-hf baseline checkpoints/NAME        # writes checkpoints/NAME/transformer_baseline.json
 # After a change to the package's model, processor or pipeline code, refresh the copies every folder carries

@@ -744,6 +744,8 @@ CLI_CASES = [
     # release
     ("release_extra_rate_0", command("release", "BOX/run", "--extra", "rate:0"), 2, ["--extra", "rate:0"]),
     ("release_extra_unknown", command("release", "BOX/run", "--extra", "synthetic"), 2, ["--extra", "synthetic"]),
+    ("release_extra_families_not_spoken_digits", command("release", "BOX/run", "--extra", "families"), 2,
+     ["--extra families", "spoken-digits"]),
     ("release_methods_missing", command("release", "BOX/run", "--methods", "BOX/nothing.json"), 2,
      ["--methods", "nothing.json"]),
     ("release_methods_not_json", with_files(command("release", "BOX/run", "--methods", "BOX/m.json"),

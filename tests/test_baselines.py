@@ -55,3 +55,33 @@ def test_trigram_predicts_repetitive_text_and_not_random_bytes():
 def test_unknown_task_is_refused():
     with pytest.raises(ValueError, match="task"):
         run_baseline("translation", SimpleNamespace())
+
+
+def test_a_lazily_augmented_split_gives_the_same_baseline_every_time():
+    """spoken-digits' train split draws fresh augmentation from torch's generator on every access: the baseline
+    reads it under a fixed seed, and leaves the caller's generator where it was."""
+    import dataclasses
+
+    import datasets
+    import torch
+
+    from s4d_hf.training.data.core import DatasetSplits
+    from s4d_hf.training.data.hf_datasets import _as_lazy_split
+
+    clean = sines(40, length=300)
+
+    def augment(batch):
+        noise = torch.randn(len(batch["i"]), 280).numpy() * 2.0   # strong: the draw changes the fit
+        return {"input_values": [clean[i]["input_values"][:280] + n[:, None] for i, n in zip(batch["i"], noise)],
+                "labels": [clean[i]["labels"] for i in batch["i"]]}
+
+    lazy = _as_lazy_split(datasets.Dataset.from_dict({"i": list(range(len(clean)))}).with_transform(augment))
+    splits = DatasetSplits(train=lazy, eval=sines(10, length=300), test=sines(60, length=300),
+                           id2label={0: "a", 1: "b", 2: "c"}, input_dim=1, sampling_rate=8000)
+    torch.manual_seed(123)
+    state = torch.random.get_rng_state()
+    first = run_baseline("audio-classification", splits)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    torch.manual_seed(7)
+    assert run_baseline("audio-classification", dataclasses.replace(splits)) == first
+    assert [float(x) for x in lazy[0]["input_values"][:3, 0]] != [float(x) for x in lazy[0]["input_values"][:3, 0]]

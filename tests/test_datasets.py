@@ -597,3 +597,26 @@ def test_real_synthesis_is_deterministic_and_fits_the_window(tmp_path, monkeypat
             assert lengths.min() > 800 and lengths.max() <= 8000   # a word, within the 1 s window
     specs = spoken_digits.spoken_digit_specs(0, {"train": 1, "eval": 1, "test": 1}, 0.5)
     assert {s["synth"]["engine"] for split in specs.values() for s in split} == {"espeak-ng", "flite"}
+
+
+def test_speakers_of_test_clips_follow_the_order_of_the_loaded_test_clips(tmp_path, monkeypatch):
+    """Each fake clip carries its voice family's number as its sample value, so the loader's order is read back."""
+    codes = {}
+
+    def synthesize(spec, sampling_rate, window):
+        return np.full(200, 100 * codes.setdefault(spec["speaker"], len(codes) + 1), np.int16)
+
+    monkeypatch.setenv("S4D_HF_CACHE", str(tmp_path))
+    monkeypatch.setattr(spoken_digits, "synthesize", synthesize)
+    monkeypatch.setattr(spoken_digits, "_tool_versions", lambda: "fake tools")
+    options = dict(n_per_class="3", n_eval_per_class="1", n_test_per_class="6", augment="false",
+                   sampling_rate="4000")
+    for dataset, count, extra in (("spoken-digits", 6, options), ("spoken-digits-unseen", 4,
+                                                                   dict(n_per_class="4", augment="false"))):
+        test = load_builtin(dataset, "audio-classification", **extra).test
+        family = {code: name for name, code in codes.items()}
+        read_back = [family[round(float(np.abs(ex["input_values"]).max()) * 32768 / 100)] for ex in test]
+        assert len(read_back) == 10 * count and len(set(read_back)) > 2
+        assert spoken_digits.speakers_of_test_clips(dataset, 0, **extra) == read_back
+    with pytest.raises(ValueError, match="spoken-digits and spoken-digits-unseen only"):
+        spoken_digits.speakers_of_test_clips("plaid")

@@ -87,3 +87,37 @@ def test_release_copies_only_this_datasets_method_comparisons_into_the_card(trai
     assert "0.0123" not in card and f"benchmarks/methods.py ptd --datasets {dataset}" in card
     assert cli(["release", str(trained), "--methods", str(tmp_path / "missing.json")]) == 2
     assert "--methods" in capsys.readouterr().err
+
+
+def test_accuracy_by_voice_family_groups_each_clip_with_its_family(monkeypatch):
+    """--extra families: every clip wrong in one family and right elsewhere gives 0.0 for that family, 1.0 for the
+    others, with the clip counts of `spoken_digit_specs` (the independent record of who speaks each clip)."""
+    from types import SimpleNamespace
+
+    from s4d_hf.hub import release as release_module
+    from s4d_hf.training.data.builtin.spoken_digits import spoken_digit_specs
+
+    specs = spoken_digit_specs(0, {"test": 3, "unseen": 100})   # unseen: its default size, as release loads it
+    wrong = specs["test"][0]["speaker"]
+
+    def logits(split_specs, wrong_family=None):
+        out = np.zeros((len(split_specs), 10))
+        for i, spec in enumerate(split_specs):
+            out[i, (spec["labels"] + (spec["speaker"] == wrong_family)) % 10] = 1.0
+        return out
+
+    unseen = SimpleNamespace(test=[{"labels": s["labels"]} for s in specs["unseen"]])
+    monkeypatch.setattr(release_module, "load_dataset_spec", lambda name, task, seed: unseen)
+    monkeypatch.setattr(release_module, "predict_logits",
+                        lambda folder, task, splits, examples: logits(specs["unseen"]))
+    run_args = {"dataset": "spoken-digits", "task": "audio-classification",
+                "dataset_option": {"n_per_class": "5", "n_test_per_class": "3"}}
+    splits = SimpleNamespace(test=[{"labels": s["labels"]} for s in specs["test"]])
+    test, unseen_result = release_module._accuracy_by_family("FOLDER", run_args, splits, logits(specs["test"], wrong))
+    for result, split_specs, bad in ((test, specs["test"], wrong), (unseen_result, specs["unseen"], None)):
+        counts = {}
+        for spec in split_specs:
+            counts[spec["speaker"]] = counts.get(spec["speaker"], 0) + 1
+        expected = {f"accuracy {name} ({n} clips)": 0.0 if name == bad else 1.0 for name, n in counts.items()}
+        assert result["metrics"] == expected and len(expected) > 2
+    assert next(iter(test["metrics"])).startswith(f"accuracy {wrong} ")   # sorted from the worst family

@@ -26,11 +26,12 @@ from s4d_hf.training.data.hf_datasets import hf_dataset_options
 
 
 def _extra(text: str) -> str:
-    """``real``, ``unseen`` or ``rate:HZ`` with a positive integer HZ (an argparse ``type``)."""
+    """``real``, ``unseen``, ``families`` or ``rate:HZ`` with a positive integer HZ (an argparse ``type``)."""
     kind, _, hz = text.partition(":")
-    if text in ("real", "unseen") or kind == "rate" and _is_count(hz):
+    if text in ("real", "unseen", "families") or kind == "rate" and _is_count(hz):
         return text
-    raise argparse.ArgumentTypeError(f"expected 'real', 'unseen' or 'rate:HZ' (a positive integer HZ); got {text!r}")
+    raise argparse.ArgumentTypeError(f"expected 'real', 'unseen', 'families' or 'rate:HZ' (a positive integer HZ); "
+                                     f"got {text!r}")
 
 
 def _is_count(text: str) -> bool:
@@ -44,8 +45,8 @@ def _is_count(text: str) -> bool:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("folder", help="a folder written by `s4d-hf train`")
     parser.add_argument("--extra", action="append", default=[], metavar="KIND[:ARG]", type=_extra,
-                        help="audio: 'real' (recorded digits), 'unseen' (spoken-digits-unseen voices) or 'rate:HZ' "
-                        "(clips at another sampling rate)")
+                        help="audio: 'real' (recorded digits), 'unseen' (spoken-digits-unseen voices), 'families' "
+                        "(accuracy per voice family) or 'rate:HZ' (clips at another sampling rate)")
     parser.add_argument("--methods", metavar="JSON", help="benchmarks/methods_results.json: copy this dataset's "
                         "PTD/SPT comparison rows into the card")
     parser.add_argument("--baseline-only", action="store_true", help="print the same-split baseline and stop")
@@ -81,6 +82,9 @@ def run(args: argparse.Namespace) -> int:
         if not isinstance(run_args.get("command"), str) or not run_args["command"]:
             raise UsageError(f"{folder / 'training_args.json'}: no 'command'; retrain with this version of s4d-hf")
         read_json(folder / "all_results.json")
+        if "families" in args.extra and run_args.get("dataset") != "spoken-digits":
+            raise UsageError(f"--extra families: only for spoken-digits runs; {folder} was trained on "
+                             f"{run_args.get('dataset')!r}")
         if args.methods is not None:
             methods = read_json(Path(args.methods), "--methods", required=("rows",))
             if not isinstance(methods["rows"], list):

@@ -8,7 +8,8 @@ It measures everything the card states, with the commands the card names:
    prints it alone);
 3. plots: training curve (from ``log_history.json``), confusion matrix (classification), the first layer's
    eigenvalues dt·A;
-4. further evaluations given with ``--extra NAME:KIND[:ARG]`` (audio: ``real`` = the recorded digits,
+4. further evaluations given with ``--extra KIND[:ARG]`` (audio: ``real`` = the recorded digits, ``unseen`` =
+   spoken-digits-unseen, ``families`` = accuracy per voice family on the test split and spoken-digits-unseen,
    ``rate:HZ`` = clips at another sampling rate, once with the processor's ``rate`` policy and once resampled);
 5. when the folder holds ``transformer_baseline.json`` (written by ``s4d-hf baseline FOLDER``,
    :mod:`s4d_hf.training.transformer_baseline`): a three-way table S4D | same-size Transformer | classic baseline
@@ -40,6 +41,7 @@ from s4d_hf.hub.remote_code import make_portable
 from s4d_hf.staging import staged_folder
 from s4d_hf.training.baselines import run_baseline
 from s4d_hf.training.data.builtin import REGISTRY, RELEASE_HARDWARE
+from s4d_hf.training.data.builtin.spoken_digits import speakers_of_test_clips
 from s4d_hf.training.data.core import CLASSIFICATION_TASKS, data_seed
 from s4d_hf.training.data.hf_datasets import hf_dataset_options
 from s4d_hf.training.data.loading import load_dataset_spec
@@ -93,13 +95,19 @@ def release(folder, extras: list[str] = (), dataset_id: str | None = None, metho
         raise ValueError(f"{folder}/training_args.json has no 'command'; retrain with this version of s4d-hf")
     task = run_args["task"]
     transformer = transformer_baseline_info(folder, run_args)  # refused before anything is measured
+    if "families" in extras and run_args["dataset"] != "spoken-digits":
+        raise ValueError(f"--extra families: only for spoken-digits runs; this run's dataset is "
+                         f"{run_args['dataset']!r}")
     metrics, logits = _test_metrics(folder, task, run_args, splits)
     note(f"fitting and scoring the baseline for {task}")
     base = run_baseline(task, baseline_splits(run_args, splits))
     extra_results = []
     for kind in extras:
         note(f"further evaluation --extra {kind}")
-        extra_results.append(_extra(folder, kind, (run_args, splits)))
+        if kind == "families":
+            extra_results += _accuracy_by_family(folder, run_args, splits, logits)
+        else:
+            extra_results.append(_extra(folder, kind, (run_args, splits)))
     comparisons = _method_comparisons(methods, run_args["dataset"]) if methods else []
     info = _card_info(folder, run_args, splits, metrics, base, extra_results, comparisons, dataset_id)
     if transformer is not None:
@@ -295,4 +303,24 @@ def _extra(folder: Path, kind: str, run: tuple) -> dict:
                                "rate|resample`",
                 "metrics": {**{f"{k} (rate change)": v for k, v in by_rate.items()},
                             **{f"{k} (resampling)": v for k, v in by_resampling.items()}}}
-    raise ValueError(f"--extra must be 'real', 'unseen' or 'rate:HZ'; got {kind!r}")
+    raise ValueError(f"--extra must be 'real', 'unseen', 'families' or 'rate:HZ'; got {kind!r}")
+
+
+def _accuracy_by_family(folder: Path, run_args: dict, splits, test_logits: np.ndarray) -> list[dict]:
+    """Accuracy per voice family of a spoken-digits run, on its test split (``test_logits``, the card's test pass)
+    and on spoken-digits-unseen: which kinds of voice the model has not learnt."""
+    seed = data_seed(run_args)
+    unseen = load_dataset_spec("spoken-digits-unseen", run_args["task"], seed=seed)
+    results = []
+    for dataset, examples, logits, options, what in (
+            ("spoken-digits", splits.test, test_logits, run_args.get("dataset_option") or {}, "the test split"),
+            ("spoken-digits-unseen", unseen.test, predict_logits(folder, run_args["task"], unseen, unseen.test), {},
+             "spoken-digits-unseen")):
+        speakers = np.asarray(speakers_of_test_clips(dataset, seed, **options))
+        correct = logits.argmax(-1) == np.asarray([ex["labels"] for ex in examples])
+        by_family = {f"accuracy {name} ({int((speakers == name).sum())} clips)":
+                     float(correct[speakers == name].mean()) for name in np.unique(speakers)}
+        results.append({"name": f"Accuracy by voice family: {dataset}",
+                        "description": f"{what} by voice family: `s4d-hf release FOLDER --extra families`",
+                        "metrics": dict(sorted(by_family.items(), key=lambda item: item[1]))})
+    return results

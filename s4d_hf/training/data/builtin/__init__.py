@@ -96,6 +96,9 @@ REGISTRY: dict[str, BuiltinDataset] = {
             "measured on one real speaker's ten digits (spoken-digits-real), far too few to estimate it for real "
             "voices in general: this is a demonstration of raw-waveform S4D, not a production keyword spotter.",
             "Inputs are 1-second clips; longer audio should be cut into 1-second windows.",
+            "Accuracy differs widely between voices: a voice unlike every training voice (whispered speech, say, "
+            "which no training voice family has) is recognised far less often. `s4d-hf release --extra families` "
+            "measures the accuracy per held-out voice family.",
         )),
     "spoken-digits-unseen": BuiltinDataset(
         "audio-classification", spoken_digits.SPOKEN_DIGITS_UNSEEN_DESCRIPTION,

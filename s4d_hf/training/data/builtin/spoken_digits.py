@@ -104,6 +104,8 @@ def split_families() -> dict[str, dict[str, tuple]]:
 ALLISON_DIGITS_DIR = "/usr/share/asterisk/sounds/en/digits"
 
 
+# Default clips per digit: spoken-digits' train split, spoken-digits-unseen.
+TRAIN_PER_CLASS, UNSEEN_PER_CLASS = 300, 100
 SPOKEN_DIGITS_VERSION = 2  # bump when synthesis or trimming changes, so old caches are not reused
 
 
@@ -349,7 +351,31 @@ def _family_summary(split: str) -> str:
             f"{'/'.join(families['accents'])}" + (f" + flite {'/'.join(families['flite'])}" if families["flite"] else ""))
 
 
-def load_spoken_digits(seed: int = 0, *, sampling_rate=8000, n_per_class=300, n_eval_per_class=None,
+def _split_counts(n_per_class, n_eval_per_class, n_test_per_class) -> dict[str, int]:
+    """Clips per digit of each split, from `load_spoken_digits`' options (eval and test default to a fifth of train)."""
+    n_train = as_int("n_per_class", n_per_class, 1)
+    n_eval = as_int("n_eval_per_class", n_train // 5 if n_eval_per_class is None else n_eval_per_class, 0)
+    n_test = as_int("n_test_per_class", n_train // 5 if n_test_per_class is None else n_test_per_class, 0)
+    return {"train": n_train, "eval": n_eval, "test": n_test}
+
+
+def speakers_of_test_clips(dataset: str, seed: int = 0, *, n_per_class=None, n_eval_per_class=None,
+                       n_test_per_class=None, flite_fraction=0.4, **_loading_options) -> list[str]:
+    """The voice family ("espeak-ng:FAMILY" / "flite:FAMILY") of every test clip of ``spoken-digits`` or
+    ``spoken-digits-unseen`` loaded with this seed and these options, in the order of the test split's examples (for
+    accuracy by voice family). Options that do not choose clips (rate, window, cache, ...) are accepted and ignored."""
+    if dataset == "spoken-digits-unseen":
+        count = as_int("n_per_class", UNSEEN_PER_CLASS if n_per_class is None else n_per_class, 1)
+        return [spec["speaker"] for spec in spoken_digit_specs(seed, {"unseen": count})["unseen"]]
+    if dataset != "spoken-digits":
+        raise ValueError(f"voice families exist for spoken-digits and spoken-digits-unseen only; got {dataset!r}")
+    counts = _split_counts(TRAIN_PER_CLASS if n_per_class is None else n_per_class, n_eval_per_class,
+                           n_test_per_class)
+    specs = spoken_digit_specs(seed, {"test": counts["test"]}, as_float("flite_fraction", flite_fraction, 0.0, 1.0))
+    return [spec["speaker"] for spec in specs["test"]]
+
+
+def load_spoken_digits(seed: int = 0, *, sampling_rate=8000, n_per_class=TRAIN_PER_CLASS, n_eval_per_class=None,
                        n_test_per_class=None, window_seconds=1.0, augment=True, flite_fraction=0.4,
                        num_workers=None, cache_dir=None) -> DatasetSplits:
     """Synthetic spoken digits "zero".."nine": (sampling_rate * window_seconds, 1) float32 waveforms, 10 classes.
@@ -363,12 +389,9 @@ def load_spoken_digits(seed: int = 0, *, sampling_rate=8000, n_per_class=300, n_
     ``cache_dir`` (default ``$S4D_HF_CACHE/spoken_digits``); with every file there, neither synthesiser is needed.
     """
     sampling_rate, window, num_workers, folder = _options(sampling_rate, window_seconds, num_workers, cache_dir)
-    n_train = as_int("n_per_class", n_per_class, 1)
-    n_eval = as_int("n_eval_per_class", n_train // 5 if n_eval_per_class is None else n_eval_per_class, 0)
-    n_test = as_int("n_test_per_class", n_train // 5 if n_test_per_class is None else n_test_per_class, 0)
     augment = as_bool("augment", augment)
     flite_fraction = as_float("flite_fraction", flite_fraction, 0.0, 1.0)
-    specs = spoken_digit_specs(seed, {"train": n_train, "eval": n_eval, "test": n_test}, flite_fraction)
+    specs = spoken_digit_specs(seed, _split_counts(n_per_class, n_eval_per_class, n_test_per_class), flite_fraction)
     splits = {}
     for split in SPLIT_NAMES:
         clips = _synthesize_split(specs[split], sampling_rate, window, num_workers, split, folder)
@@ -384,8 +407,8 @@ def load_spoken_digits(seed: int = 0, *, sampling_rate=8000, n_per_class=300, n_
         license=_LICENSE, citation=_CITATION)
 
 
-def load_spoken_digits_unseen(seed: int = 0, *, sampling_rate=8000, n_per_class=100, window_seconds=1.0,
-                              augment=True, num_workers=None, cache_dir=None) -> DatasetSplits:
+def load_spoken_digits_unseen(seed: int = 0, *, sampling_rate=8000, n_per_class=UNSEEN_PER_CLASS,
+                              window_seconds=1.0, augment=True, num_workers=None, cache_dir=None) -> DatasetSplits:
     """A test-only set of `n_per_class` clips per digit in the "unseen" voice families of `split_families` (an
     espeak-ng accent and variant families that no spoken-digits split uses), with the eval/test augmentation of
     `load_spoken_digits`. train and eval are empty; cached like spoken-digits."""
