@@ -17,8 +17,9 @@ downloaded):
     .arrow        PLAID appliance current, one .arrow file, columns `log_current`, `current` (downsampled 4x) and
                   `appliance` (strings); two columns stacked as channels (--series-column-name a,b)
 
-Every run is a small model trained for about a minute on one CPU thread; the numbers show that each source trains
-and evaluates end to end on real data, not the models' best accuracy. The test metric of each run is the one
+Every run is a small model trained on one CPU thread, about a minute per run (7 to 8 minutes for the two raw-waveform
+audio runs); the numbers show that each source trains and evaluates end to end on real data, not the models' best
+accuracy. The test metric of each run is the one
 `s4d-hf evaluate OUTPUT_DIR` prints (its last stdout line, JSON), checked against the test_* metrics the training run
 wrote to all_results.json.
 
@@ -51,7 +52,7 @@ S4D_HF = str(Path(sys.executable).parent / "s4d-hf")
 SMALL = ["--d-model", "32", "--n-layers", "2", "--d-state", "32"]
 LOWER_IS_BETTER = {"rmse", "bits_per_byte"}
 
-# Subsets of the built-ins, sized so that each run takes about a minute on one CPU thread.
+# Subsets of the built-ins, sized so that each run takes minutes on one CPU thread.
 FASHION = {"train": 5000, "eval": 1000, "test": 2000}  # save_to_disk: --max-*-samples of the full dataset
 FASHION_FOLDER = {"train": 3000, "test": 1000}  # imagefolder PNGs written (eval carved from train)
 DIGITS = {"n_per_class": 50, "n_eval_per_class": 10, "n_test_per_class": 30}  # spoken-digits clips per digit

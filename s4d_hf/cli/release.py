@@ -20,7 +20,7 @@ from s4d_hf.cli.evaluate import check_run_folder
 from s4d_hf.cli.options import COUNT, add_dataset_arguments
 from s4d_hf.hub.evaluation import plain_output_when_logged, read_run_args
 from s4d_hf.hub.own_training import baseline_own, release_own_training
-from s4d_hf.hub.release import baseline, release
+from s4d_hf.hub.release import baseline, check_extras, release
 from s4d_hf.training.data.core import TASKS
 from s4d_hf.training.data.hf_datasets import hf_dataset_options
 
@@ -82,9 +82,8 @@ def run(args: argparse.Namespace) -> int:
         if not isinstance(run_args.get("command"), str) or not run_args["command"]:
             raise UsageError(f"{folder / 'training_args.json'}: no 'command'; retrain with this version of s4d-hf")
         read_json(folder / "all_results.json")
-        if "families" in args.extra and run_args.get("dataset") != "spoken-digits":
-            raise UsageError(f"--extra families: only for spoken-digits runs; {folder} was trained on "
-                             f"{run_args.get('dataset')!r}")
+        with usage_errors(ValueError):
+            check_extras(run_args, args.extra)
         if args.methods is not None:
             methods = read_json(Path(args.methods), "--methods", required=("rows",))
             if not isinstance(methods["rows"], list):

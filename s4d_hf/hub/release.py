@@ -95,19 +95,14 @@ def release(folder, extras: list[str] = (), dataset_id: str | None = None, metho
         raise ValueError(f"{folder}/training_args.json has no 'command'; retrain with this version of s4d-hf")
     task = run_args["task"]
     transformer = transformer_baseline_info(folder, run_args)  # refused before anything is measured
-    if "families" in extras and run_args["dataset"] != "spoken-digits":
-        raise ValueError(f"--extra families: only for spoken-digits runs; this run's dataset is "
-                         f"{run_args['dataset']!r}")
+    check_extras(run_args, extras)
     metrics, logits = _test_metrics(folder, task, run_args, splits)
     note(f"fitting and scoring the baseline for {task}")
     base = run_baseline(task, baseline_splits(run_args, splits))
     extra_results = []
     for kind in extras:
         note(f"further evaluation --extra {kind}")
-        if kind == "families":
-            extra_results += _accuracy_by_family(folder, run_args, splits, logits)
-        else:
-            extra_results.append(_extra(folder, kind, (run_args, splits)))
+        extra_results += _extra(folder, kind, (run_args, splits), logits)
     comparisons = _method_comparisons(methods, run_args["dataset"]) if methods else []
     info = _card_info(folder, run_args, splits, metrics, base, extra_results, comparisons, dataset_id)
     if transformer is not None:
@@ -276,9 +271,22 @@ def _method_comparisons(path, dataset: str) -> list[dict]:
     return out
 
 
-def _extra(folder: Path, kind: str, run: tuple) -> dict:
-    """Further audio evaluations: the real recorded digits, a second set of unseen voices, and clips at another
-    sampling rate."""
+def check_extras(run_args: dict, extras) -> None:
+    """Refuse ``--extra`` kinds the run's dataset cannot give (before anything is measured)."""
+    if "families" in extras and run_args.get("dataset") != "spoken-digits":
+        raise ValueError(f"--extra families: only for spoken-digits runs; this run was trained on "
+                         f"{run_args.get('dataset')!r}")
+
+
+def _extra(folder: Path, kind: str, run: tuple, test_logits: np.ndarray | None) -> list[dict]:
+    """Further audio evaluations (one or more card rows): the real recorded digits, a second set of unseen voices,
+    accuracy per voice family (from ``test_logits``, the card's test pass) and clips at another sampling rate."""
+    if kind == "families":
+        return _accuracy_by_family(folder, *run, test_logits)
+    return [_one_extra(folder, kind, run)]
+
+
+def _one_extra(folder: Path, kind: str, run: tuple) -> dict:
     if kind == "real":
         metrics = evaluate_folder(folder, dataset="spoken-digits-real")
         return {"name": "Real recorded digits (spoken-digits-real)",
